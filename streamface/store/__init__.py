@@ -1,0 +1,1 @@
+"""Zarr v3 face store (see DESIGN.md, "The store")."""
