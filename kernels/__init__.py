@@ -7,8 +7,8 @@ thresholds (frame blur 50, face blur 25, similarity 0.9, emptiness 0.95) keep
 their meaning.
 """
 
-# from streamface.kernels.geometry import ARCFACE_TEMPLATE, align_faces, crop_faces
-# from streamface.kernels.preprocess import Letterbox, preprocess_batch
+from streamface.kernels.geometry import ARCFACE_TEMPLATE, align_faces, crop_faces
+from streamface.kernels.preprocess import Letterbox, preprocess_batch
 # from streamface.kernels.quality import blur_score, emptiness, frame_similarity
 
 __all__ = [

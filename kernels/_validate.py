@@ -55,3 +55,33 @@ def as_size(size, name: str = "size") -> tuple[int, int]:
     if width <= 0 or height <= 0:
         raise ValueError(f"{name} must be positive, got {size!r}")
     return width, height
+
+
+def as_points(values, name: str, *, ndim: int, width: int = 2, finite: bool = False) -> np.ndarray:
+    """Return ``values`` as a C-contiguous float64 array of rank ``ndim`` ending in ``width``.
+
+    Used for landmarks (N, 5, 2), templates (K, 2) and boxes (N, 4). An axis of
+    length 0 is allowed (N = 0 faces); non-finite values are rejected only when
+    ``finite`` is set, since the kernels turn them into an empty result.
+    """
+    array = np.asarray(values)
+    if array.dtype == np.bool_ or not (
+        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+    ):
+        raise ValueError(f"{name} must hold real numbers, got dtype {array.dtype}")
+    if array.ndim != ndim or array.shape[-1] != width:
+        wanted = ", ".join(["N"] * (ndim - 1) + [str(width)])
+        raise ValueError(f"{name} must have shape ({wanted}), got {array.shape}")
+    array = np.ascontiguousarray(array, dtype=np.float64)
+    if finite and not np.isfinite(array).all():
+        raise ValueError(f"{name} must be finite")
+    return array
+
+
+def as_threads(threads, default: int) -> int:
+    """OpenMP team size: ``default`` for None, else a positive int."""
+    if threads is None:
+        return max(1, int(default))
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    return int(threads)
