@@ -1,4 +1,26 @@
 """Runtime of Streamface: decoding, sources, inference backends and model wrappers.
 
 Imports ``streamface.kernels`` only; knows nothing of stages, stores or the CLI.
+
+Models::
+
+    from streamface.engine import load_detector, load_recognizer, head_pose
+    detector = load_detector()            # YuNet, prepared into the cache on first use
+    recognizer = load_recognizer()        # SFace, 128-D L2-normalised
+    faces = detector.detect(frames)       # one Detections per RGB frame
+    emb = recognizer.embed(frames[0], faces[0].landmarks)
+    pose = head_pose(faces[0].landmarks)  # (N, 3) yaw, pitch, roll in degrees
 """
+
+from streamface.engine.backends import InferenceEngine, OrtEngine, create_engine
+from streamface.engine.detections import LANDMARK_NAMES, Detections, box_iou, nms
+from streamface.engine.errors import BackendError, EngineError, ModelError
+from streamface.engine.model_zoo import load_detector, load_recognizer
+from streamface.engine.models import REGISTRY, ModelCache, ModelSpec, default_home
+from streamface.engine.pose import POSE_NAMES, head_pose
+
+__all__ = [
+    "LANDMARK_NAMES", "POSE_NAMES", "REGISTRY", "BackendError", "Detections", "EngineError",
+    "InferenceEngine", "ModelCache", "ModelError", "ModelSpec", "OrtEngine", "box_iou",
+    "create_engine", "default_home", "head_pose", "load_detector", "load_recognizer", "nms",
+]

@@ -1,0 +1,203 @@
+"""Benchmark the engine's model wrappers against raw ``session.run`` on the same tensors.
+
+Run: ``.venv/bin/python benchmarks/bench_engine.py [--device auto] [--threads N]
+[--repeat 5] [--json out.json]``
+
+Cases:
+
+* detector (YuNet, 640 long side): 1080p RGB frames (the real skynews frames) per second
+  at batch 1 and 8, letterbox (kernels.preprocess_batch), inference, decode and NMS
+  included; raw: ``engine.run`` on the identical prepared (B, 3, 384, 640) tensor;
+* recognizer (SFace): faces per second at batch 1, 32 and 128: ``embed_aligned`` on
+  aligned uint8 crops (layout conversion included) and ``embed`` on a frame plus
+  landmarks (alignment included); raw: ``engine.run`` on the identical float32 tensor.
+
+``overhead`` is wrapper throughput / raw throughput (1.0: the wrapper costs nothing); for
+the detector the wrapper also resizes the 1080p frames, which raw ``session.run`` does not,
+so ``overhead_without_letterbox`` (letterbox time subtracted) isolates the wrapper's own cost.
+Times are medians of ``--repeat`` samples taken in turns (wrapper, raw, ...) after a
+warm-up, so load from other processes hits both alike; the models are prepared into
+a temporary cache unless ``--home`` is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import ast
+import csv
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+def skynews_dir() -> Path:
+    root = os.environ.get("STREAMFACE_SHARED")
+    base = Path(root) / "data" if root else REPO.parent / "shared" / "data"
+    return base / "skynews"
+
+
+def hardware() -> dict:
+    """``benchmarks/hardware.py``'s description when it exists, else what ``platform`` knows."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    try:
+        from hardware import describe_hardware  # type: ignore[import-not-found]
+    except ImportError:
+        return {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                "system": platform.platform(), "python": platform.python_version(), "gpu": None}
+    return describe_hardware()
+
+
+def _sample(fn, min_time: float) -> float:
+    calls, start = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return elapsed / calls
+
+
+def timed(*fns, repeat: int, min_time: float = 0.2) -> list[float]:
+    """Median seconds per call of each of ``fns``, sampled in turns.
+
+    Samples of the functions alternate (a, b, a, b, ...) so that load from other
+    processes on a shared machine hits them alike; each sample loops ``min_time``.
+    """
+    for fn in fns:
+        fn()
+    samples = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, out in zip(fns, samples):
+            out.append(_sample(fn, min_time))
+    return [statistics.median(out) for out in samples]
+
+
+def load_data(data: Path):
+    frames = {p.stem: np.asarray(Image.open(p).convert("RGB"))
+              for p in sorted((data / "frames").glob("*.png"))}
+    faces = []
+    with open(data / "metadata" / "detections.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            faces.append((row["name"][:-4].rsplit("_face_", 1)[0],
+                          np.array([ast.literal_eval(row[k]) for k in LANDMARKS], np.float32)))
+    return frames, faces
+
+
+def bench_detector(detector, frames: list[np.ndarray], batches, repeat: int) -> list[dict]:
+    rows = []
+    for batch in batches:
+        chunk = (frames * (batch // len(frames) + 1))[:batch]
+        detector.prepare(max_batch=batch)
+        sizes = [f.shape[:2] for f in chunk]
+        tensor, _ = detector._batch.fill(chunk, sizes)
+        tensor = tensor.copy()
+        name = detector.engine.input_names[0]
+        wrapper, raw, letterbox = timed(lambda: detector.detect(chunk),
+                                        lambda: detector.engine.run({name: tensor}),
+                                        lambda: detector._batch.fill(chunk, sizes), repeat=repeat)
+        rows.append({"case": "detector", "model": detector.spec.name, "batch": batch,
+                     "input": f"{chunk[0].shape[1]}x{chunk[0].shape[0]} -> "
+                              f"{tensor.shape[3]}x{tensor.shape[2]}",
+                     "wrapper_per_s": batch / wrapper, "raw_per_s": batch / raw,
+                     "overhead": raw / wrapper, "letterbox_ms": letterbox * 1e3,
+                     "overhead_without_letterbox": raw / max(wrapper - letterbox, 1e-9),
+                     "unit": "frames"})
+    detector.prepare()
+    return rows
+
+
+def bench_recognizer(recognizer, frames: dict, faces: list, batches, repeat: int) -> list[dict]:
+    from streamface import kernels
+
+    rows = []
+    crops = np.stack([kernels.align_faces(frames[f], lm[None])[0] for f, lm in faces])
+    # One frame with many faces for ``embed``: the seed's faces of one frame, tiled.
+    stem, _ = faces[0]
+    frame_marks = np.stack([lm for f, lm in faces if f == stem])
+    for batch in batches:
+        recognizer.prepare(max_batch=batch)
+        chunk = crops[np.arange(batch) % len(crops)]
+        marks = frame_marks[np.arange(batch) % len(frame_marks)]
+        tensor = np.ascontiguousarray(chunk.transpose(0, 3, 1, 2), dtype=np.float32)
+        name = recognizer.engine.input_names[0]
+        wrapper, raw, embed = timed(lambda: recognizer.embed_aligned(chunk),
+                                    lambda: recognizer.engine.run({name: tensor}),
+                                    lambda: recognizer.embed(frames[stem], marks), repeat=repeat)
+        rows.append({"case": "recognizer", "model": recognizer.spec.name, "batch": batch,
+                     "input": "112x112 aligned", "wrapper_per_s": batch / wrapper,
+                     "embed_with_alignment_per_s": batch / embed, "raw_per_s": batch / raw,
+                     "overhead": raw / wrapper, "unit": "faces"})
+    recognizer.prepare()
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
+    parser.add_argument("--backend", default="auto", help="auto or ort")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="ONNX Runtime intra-op threads (default: all cores)")
+    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--home", type=Path, default=None,
+                        help="model cache (default: a temporary one)")
+    parser.add_argument("--detector-batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--recognizer-batches", type=int, nargs="+", default=[1, 32, 128])
+    parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    args = parser.parse_args(argv)
+
+    from streamface.engine import load_detector, load_recognizer
+
+    data = skynews_dir()
+    if not (data / "frames").is_dir():
+        sys.exit(f"skynews data not found at {data} (set STREAMFACE_SHARED)")
+    frames, faces = load_data(data)
+    home = args.home
+    if home is None:
+        home = Path(tempfile.mkdtemp(prefix="streamface-bench-"))
+        atexit.register(shutil.rmtree, home, ignore_errors=True)
+    options = {"device": args.device, "backend": args.backend, "home": home,
+               "intra_op_threads": args.threads}
+    detector = load_detector("yunet", **options)
+    recognizer = load_recognizer("sface", **options)
+    with_faces = [frames[s] for s in sorted({f for f, _ in faces})][:8]
+
+    rows = bench_detector(detector, with_faces, args.detector_batches, args.repeat)
+    rows += bench_recognizer(recognizer, frames, faces, args.recognizer_batches, args.repeat)
+
+    result = {"benchmark": "engine", "hardware": hardware(), "device": detector.engine.device,
+              "backend": detector.engine.backend,
+              "providers": list(getattr(detector.engine, "providers", [])),
+              "intra_op_threads": args.threads, "repeat": args.repeat, "rows": rows}
+    print(f"device {result['device']} via {result['backend']}, "
+          f"threads {args.threads or 'all'}; {result['hardware'].get('cpu')}")
+    print(f"{'case':<11}{'batch':>6}  {'wrapper/s':>10}  {'raw/s':>10}  {'overhead':>8}  "
+          f"{'letterbox ms':>12}  {'overhead w/o letterbox':>22}  {'embed+align/s':>13}")
+    for row in rows:
+        extra = row.get("embed_with_alignment_per_s")
+        box = row.get("letterbox_ms")
+        rest = row.get("overhead_without_letterbox")
+        print(f"{row['case']:<11}{row['batch']:>6}  {row['wrapper_per_s']:>10.1f}  "
+              f"{row['raw_per_s']:>10.1f}  {row['overhead']:>8.3f}  "
+              f"{'' if box is None else f'{box:.2f}':>12}  "
+              f"{'' if rest is None else f'{rest:.3f}':>22}  "
+              f"{'' if extra is None else f'{extra:.1f}':>13}")
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

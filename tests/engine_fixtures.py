@@ -1,0 +1,176 @@
+"""Fixtures shared by the ``test_engine_*`` modules.
+
+The default models are prepared once per test session into a temporary model cache
+(never the user's ``~/.cache/streamface``); modules import the fixtures they use.
+Also: the small ROC helpers the quality tests use (scikit-learn is not a dependency).
+"""
+
+from __future__ import annotations
+
+import ast
+import atexit
+import csv
+import functools
+import io
+import json
+import shutil
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+
+@functools.lru_cache(maxsize=None)
+def _prepared_home() -> Path:
+    from streamface.engine import ModelCache
+
+    home = Path(tempfile.mkdtemp(prefix="streamface-home-"))
+    atexit.register(shutil.rmtree, home, ignore_errors=True)
+    cache = ModelCache(home)
+    for name in ("yunet", "sface"):
+        cache.prepare(name)
+    return home
+
+
+@pytest.fixture(scope="session")
+def engine_home():
+    """A model cache with yunet and sface prepared (shared by the whole session)."""
+    home = _prepared_home()
+    yield home
+
+
+@pytest.fixture
+def fresh_home(tmp_path, engine_home):
+    """A private cache holding a copy of the prepared yunet (small), safe to damage."""
+    home = tmp_path / "home"
+    (home / "models").mkdir(parents=True)
+    for name in ("yunet.onnx", "yunet.json"):
+        shutil.copy(engine_home / "models" / name, home / "models" / name)
+    return home
+
+
+def require_kernels(*names: str) -> None:
+    """Skip when colleagues' kernels are not built yet (they land separately)."""
+    from streamface import kernels
+
+    missing = [n for n in names if not hasattr(kernels, n)]
+    if missing:
+        pytest.skip(f"streamface.kernels lacks {', '.join(missing)} (not built yet)")
+
+
+@functools.lru_cache(maxsize=None)
+def _detector(home: Path):
+    from streamface.engine import load_detector
+
+    return load_detector("yunet", device="cpu", home=home)
+
+
+@functools.lru_cache(maxsize=None)
+def _recognizer(home: Path):
+    from streamface.engine import load_recognizer
+
+    return load_recognizer("sface", device="cpu", home=home)
+
+
+@pytest.fixture(scope="session")
+def yunet(engine_home):
+    require_kernels("preprocess_batch")
+    return _detector(engine_home)
+
+
+@pytest.fixture(scope="session")
+def sface(engine_home):
+    require_kernels("align_faces")
+    return _recognizer(engine_home)
+
+
+# -- the seed's faces ------------------------------------------------------------------
+
+def _point(text: str) -> tuple[float, float]:
+    return tuple(float(v) for v in ast.literal_eval(text))
+
+
+@pytest.fixture(scope="session")
+def seed_faces(skynews):
+    """The seed's 37 detections: list of dicts (frame stem, box, landmarks (5, 2), label)."""
+    labels = json.loads((skynews / "metadata" / "annotations_manual.json").read_text())["labels"]
+    faces = []
+    with open(skynews / "metadata" / "detections.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            stem = row["name"][:-4]
+            faces.append({
+                "name": stem,
+                "frame": stem.rsplit("_face_", 1)[0],
+                "box": np.array(ast.literal_eval(row["box"]), np.float32),
+                "landmarks": np.array([_point(row[k]) for k in (
+                    "left_eye", "right_eye", "nose", "mouth_left", "mouth_right")], np.float32),
+                "label": int(labels[stem]["label"]) if stem in labels else -1,
+            })
+    return faces
+
+
+# -- ROC helpers -----------------------------------------------------------------------
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties count one half)."""
+    scores = np.asarray(scores, np.float64)
+    positive = np.asarray(positive, bool)
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores), np.float64)
+    sorted_scores = scores[order]
+    # Average ranks over ties.
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    avg = first + (counts - 1) / 2.0 + 1.0
+    ranks[order] = np.repeat(avg, counts)
+    n_pos, n_neg = positive.sum(), (~positive).sum()
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def equal_error_rate(scores: np.ndarray, positive: np.ndarray) -> tuple[float, float]:
+    """(EER, threshold): where false accepts (neg >= t) equal false rejects (pos < t)."""
+    scores = np.asarray(scores, np.float64)
+    positive = np.asarray(positive, bool)
+    thresholds = np.unique(scores)
+    pos, neg = np.sort(scores[positive]), np.sort(scores[~positive])
+    frr = np.searchsorted(pos, thresholds, side="left") / len(pos)
+    far = 1.0 - np.searchsorted(neg, thresholds, side="left") / len(neg)
+    i = int(np.argmin(np.abs(far - frr)))
+    return float((far[i] + frr[i]) / 2), float(thresholds[i])
+
+
+def pair_scores(embeddings: np.ndarray, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity and same-identity flag of every unordered pair."""
+    labels = np.asarray(labels)
+    sims = embeddings @ embeddings.T
+    i, j = np.triu_indices(len(labels), k=1)
+    return sims[i, j], labels[i] == labels[j]
+
+
+# -- fake carrier wheels ---------------------------------------------------------------
+
+def tiny_onnx_model(batch_dim=1) -> bytes:
+    """A valid 1-input ONNX model: y = x * 2, input (1, 3, 4, 4)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch_dim, 3, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch_dim, 3, 4, 4])
+    two = numpy_helper.from_array(np.array(2.0, np.float32), "two")
+    graph = helper.make_graph([helper.make_node("Mul", ["x", "two"], ["y"])], "tiny", [x], [y],
+                              [two])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def make_wheel(path: Path, members: dict[str, bytes]) -> Path:
+    """Write a zip (wheel) with the given members (names taken verbatim)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(zipfile.ZipInfo(name), data)
+    path.write_bytes(buffer.getvalue())
+    return path
