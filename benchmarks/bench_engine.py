@@ -12,6 +12,13 @@ Cases:
   aligned uint8 crops (layout conversion included) and ``embed`` on a frame plus
   landmarks (alignment included); raw: ``engine.run`` on the identical float32 tensor.
 
+* attribute heads (age, gender, expression, mask, whenet, fairface: those installed in
+  ``--heads-home``, by default the user's model cache where ``streamface models fetch``
+  puts them): faces per second at batch 32 (``--head-batches``): ``predict_crops`` on
+  the head's own uint8 crops (normalisation and post-processing included) and
+  ``predict`` on a frame plus landmarks (the head's crop included); raw: ``engine.run``
+  on the identical normalised tensor.
+
 ``overhead`` is wrapper throughput / raw throughput (1.0: the wrapper costs nothing); for
 the detector the wrapper also resizes the 1080p frames, which raw ``session.run`` does not,
 so ``overhead_without_letterbox`` (letterbox time subtracted) isolates the wrapper's own cost.
@@ -144,6 +151,34 @@ def bench_recognizer(recognizer, frames: dict, faces: list, batches, repeat: int
     return rows
 
 
+HEADS = ("age", "gender", "expression", "mask", "whenet", "fairface")
+
+
+def bench_heads(heads, frames: dict, faces: list, batches, repeat: int) -> list[dict]:
+    rows = []
+    stem, _ = faces[0]
+    frame_marks = np.stack([lm for f, lm in faces if f == stem])
+    for head in heads:
+        crops = np.concatenate([head.crops(frames[f], lm[None]) for f, lm in faces])
+        for batch in batches:
+            head.prepare(max_batch=batch)
+            chunk = crops[np.arange(batch) % len(crops)]
+            marks = frame_marks[np.arange(batch) % len(frame_marks)]
+            tensor = head.tensor(chunk).copy()
+            name = head.engine.input_names[0]
+            wrapper, raw, predict = timed(lambda: head.predict_crops(chunk),
+                                          lambda: head.engine.run({name: tensor}),
+                                          lambda: head.predict(frames[stem], marks),
+                                          repeat=repeat)
+            size = head.spec.input_size
+            rows.append({"case": "attribute", "model": head.spec.name, "batch": batch,
+                         "input": f"{size[0]}x{size[1]} crop", "wrapper_per_s": batch / wrapper,
+                         "predict_with_crop_per_s": batch / predict, "raw_per_s": batch / raw,
+                         "overhead": raw / wrapper, "unit": "faces"})
+        head.prepare()
+    return rows
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda:N")
@@ -155,6 +190,12 @@ def main(argv: list[str] | None = None) -> dict:
                         help="model cache (default: a temporary one)")
     parser.add_argument("--detector-batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--recognizer-batches", type=int, nargs="+", default=[1, 32, 128])
+    parser.add_argument("--head-batches", type=int, nargs="+", default=[32])
+    parser.add_argument("--heads-home", type=Path, default=None,
+                        help="model cache holding fetched attribute heads (default: --home, "
+                             "else $STREAMFACE_HOME or ~/.cache/streamface)")
+    parser.add_argument("--heads", nargs="*", default=list(HEADS),
+                        help="attribute heads to time when installed")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -177,23 +218,36 @@ def main(argv: list[str] | None = None) -> dict:
     rows = bench_detector(detector, with_faces, args.detector_batches, args.repeat)
     rows += bench_recognizer(recognizer, frames, faces, args.recognizer_batches, args.repeat)
 
+    from streamface.engine import ModelCache, load_attribute_head
+
+    heads_cache = ModelCache(args.heads_home or args.home)
+    installed = [n for n in args.heads if heads_cache.is_installed(n)]
+    missing = [n for n in args.heads if n not in installed]
+    if missing:
+        print(f"attribute heads not installed in {heads_cache.models_dir} (skipped): "
+              f"{', '.join(missing)}; `streamface models fetch NAME` installs them (fairface: "
+              f"`streamface models prepare fairface --model-path FILE`)")
+    heads = [load_attribute_head(n, **{**options, "home": heads_cache.home}) for n in installed]
+    rows += bench_heads(heads, frames, faces, args.head_batches, args.repeat)
+
     result = {"benchmark": "engine", "hardware": hardware(), "device": detector.engine.device,
               "backend": detector.engine.backend,
               "providers": list(getattr(detector.engine, "providers", [])),
               "intra_op_threads": args.threads, "repeat": args.repeat, "rows": rows}
     print(f"device {result['device']} via {result['backend']}, "
           f"threads {args.threads or 'all'}; {result['hardware'].get('cpu')}")
-    print(f"{'case':<11}{'batch':>6}  {'wrapper/s':>10}  {'raw/s':>10}  {'overhead':>8}  "
-          f"{'letterbox ms':>12}  {'overhead w/o letterbox':>22}  {'embed+align/s':>13}")
+    print(f"{'case':<11}{'model':<11}{'batch':>6}  {'wrapper/s':>10}  {'raw/s':>10}  "
+          f"{'overhead':>8}  {'letterbox ms':>12}  {'overhead w/o letterbox':>22}  "
+          f"{'with align/crop/s':>17}")
     for row in rows:
-        extra = row.get("embed_with_alignment_per_s")
+        extra = row.get("embed_with_alignment_per_s", row.get("predict_with_crop_per_s"))
         box = row.get("letterbox_ms")
         rest = row.get("overhead_without_letterbox")
-        print(f"{row['case']:<11}{row['batch']:>6}  {row['wrapper_per_s']:>10.1f}  "
-              f"{row['raw_per_s']:>10.1f}  {row['overhead']:>8.3f}  "
+        print(f"{row['case']:<11}{row['model']:<11}{row['batch']:>6}  "
+              f"{row['wrapper_per_s']:>10.1f}  {row['raw_per_s']:>10.1f}  {row['overhead']:>8.3f}  "
               f"{'' if box is None else f'{box:.2f}':>12}  "
               f"{'' if rest is None else f'{rest:.3f}':>22}  "
-              f"{'' if extra is None else f'{extra:.1f}':>13}")
+              f"{'' if extra is None else f'{extra:.1f}':>17}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

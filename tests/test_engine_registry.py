@@ -41,11 +41,16 @@ def tiny_cache(tmp_path):
 
 def test_registry_entries_state_their_facts():
     for spec in REGISTRY.values():
-        assert spec.role in ("detector", "recognizer")
-        assert len(spec.carrier.sha256) == 64
+        assert spec.role in ("detector", "recognizer", "attribute")
+        assert (spec.carrier is None) == (spec.user_file is not None)
+        assert spec.carrier is None or len(spec.carrier.sha256) == 64
         assert spec.licence and spec.description
-        assert spec.preprocessing.channel_order in ("rgb", "bgr")
+        assert spec.preprocessing.channel_order in ("rgb", "bgr", "gray")
+        if spec.role != "detector" and spec.family != "whenet":  # WHENet's crop is upright
+            assert spec.preprocessing.alignment.size == spec.input_size[0]
     assert {n for n, s in REGISTRY.items() if s.out_of_the_box} == {"yunet", "sface"}
+    assert {n for n, s in REGISTRY.items() if s.carrier is None} == {"arcface", "scrfd", "fairface"}
+    assert [n for n, s in REGISTRY.items() if s.licence_warning] == ["whenet"]
 
 
 def test_unknown_model_name_is_a_one_line_error(tmp_path):

