@@ -9,8 +9,9 @@ because it needs no weights (the seed's WHENet has no stated licence); it is coa
 meant for filtering and attributes, not measurement.
 
 Conventions (image axes: x right, y down):
-- yaw > 0: the face turns towards the image's right (the nose moves right of the eyes'
-  midpoint; the person turns to their left);
+- yaw > 0: the face turns towards the image's left (the nose moves left of the eyes'
+  midpoint; the person turns to their right) -- the sign of the seed's WHENet poses, so
+  stored poses compare with the seed's annotations (yaw correlation 0.97 on its 37 faces);
 - pitch > 0: the face tilts up (the nose moves towards the eyes);
 - roll > 0: the face rotates clockwise in the image (the right-hand eye drops).
 """
@@ -75,7 +76,7 @@ def head_pose(landmarks) -> np.ndarray:
         r = _rotation(a)
         # r maps head axes to camera axes, r = Rz(roll) @ Ry(yaw) @ Rx(pitch) in this
         # y-down frame; the signs below give the conventions of the module docstring.
-        yaw = -np.degrees(np.arcsin(np.clip(r[2, 0], -1.0, 1.0)))
+        yaw = np.degrees(np.arcsin(np.clip(r[2, 0], -1.0, 1.0)))
         pitch = np.degrees(np.arctan2(r[2, 1], r[2, 2]))
         roll = np.degrees(np.arctan2(r[1, 0], r[0, 0]))
         if abs(pitch) > 90.0:

@@ -14,7 +14,8 @@ ARCFACE = np.array([[38.2946, 51.6963], [73.5318, 51.5014], [56.0252, 71.7366],
 
 
 def rotation(yaw, pitch, roll):
-    y, p, r = np.radians([yaw, pitch, roll])
+    # Positive yaw turns the face towards the image's left (the seed's WHENet sign).
+    y, p, r = np.radians([-yaw, pitch, roll])
     rx = np.array([[1, 0, 0], [0, np.cos(p), -np.sin(p)], [0, np.sin(p), np.cos(p)]])
     ry = np.array([[np.cos(y), 0, np.sin(y)], [0, 1, 0], [-np.sin(y), 0, np.cos(y)]])
     rz = np.array([[np.cos(r), -np.sin(r), 0], [np.sin(r), np.cos(r), 0], [0, 0, 1]])
@@ -38,8 +39,8 @@ def test_recovers_the_rotation_of_the_generic_face(angles):
 def test_sign_conventions():
     yaw, pitch, roll = head_pose(np.stack([project(20, 0, 0), project(0, 15, 0),
                                            project(0, 0, 10)])).T
-    right = project(20, 0, 0)
-    assert right[2, 0] > right[:2, 0].mean() and yaw[0] > 0      # nose right of the eyes
+    left = project(20, 0, 0)
+    assert left[2, 0] < left[:2, 0].mean() and yaw[0] > 0        # nose left of the eyes
     up = project(0, 15, 0)
     assert up[2, 1] - up[:2, 1].mean() < project(0, 0, 0)[2, 1] - project(0, 0, 0)[:2, 1].mean()
     assert pitch[1] > 0                                           # nose nearer the eyes
@@ -64,3 +65,12 @@ def test_real_faces_are_mostly_frontal(seed_faces):
     pose = head_pose(np.stack([f["landmarks"] for f in seed_faces]))
     assert np.isfinite(pose).all()
     assert np.median(np.abs(pose[:, 0])) < 30 and np.abs(pose[:, 2]).max() < 45
+
+
+def test_yaw_sign_agrees_with_the_seed_poses(seed_faces, skynews):
+    import json
+
+    seed = json.loads((skynews / "metadata" / "annotations.json").read_text())["labels"]
+    ours = head_pose(np.stack([f["landmarks"] for f in seed_faces]))[:, 0]
+    theirs = [seed[f["name"]]["attributes"]["pose"]["yaw"] for f in seed_faces]
+    assert np.corrcoef(ours, theirs)[0, 1] > 0.9
