@@ -9,7 +9,7 @@ their meaning.
 
 from streamface.kernels.geometry import ARCFACE_TEMPLATE, align_faces, crop_faces
 from streamface.kernels.preprocess import Letterbox, preprocess_batch
-# from streamface.kernels.quality import blur_score, emptiness, frame_similarity
+from streamface.kernels.quality import blur_score, emptiness, frame_similarity
 
 __all__ = [
     "ARCFACE_TEMPLATE",
