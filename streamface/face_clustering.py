@@ -1,0 +1,384 @@
+"""Stage 5: sort faces into identities (SEED_NOTES §5).
+
+Clusters the embeddings at ``matching_threshold``, joins clusters linked by
+track matches whose members are on average closer than ``merging_threshold``,
+numbers clusters by size (0 = largest), and writes ``metadata/annotations.json``
+in the seed's format. When the features come from a store, the labels are also
+written back into the store; on request the faces are copied into
+``labeled_faces/<label>/``.
+
+Two methods:
+
+- ``"hac"`` (the seed's): agglomerative clustering of consecutive batches of
+  ``matching_batchsize`` faces, then twice over cluster means. The partition is
+  exactly the seed's (SciPy/fastcluster linkage batch by batch); ours runs the
+  linkage inside the components of the ``<= threshold`` graph, which is exact and
+  much faster (:mod:`streamface.clustering.hac`).
+- ``"knn"``: a nearest-neighbour graph over all faces (no batches) with exact
+  linkage in its components, for millions of faces in bounded memory
+  (:mod:`streamface.clustering.knn`).
+
+>>> from streamface.face_clustering import FaceClustering
+>>> cluster = FaceClustering(
+...     features_path="data/news.zarr::skynews",
+...     matches_path=None,              # the store's track matches
+...     faces_dir=None,
+...     output_dir="data/skynews",
+...     metric="cosine",
+...     linkage="complete",
+...     matching_threshold=0.3,
+...     matching_batchsize=20000,
+...     merging_threshold=0.5,
+... )
+>>> result = cluster.call()                                     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from streamface.annotations import Annotations, write_annotations
+from streamface.clustering import (
+    GRAPH_LINKAGES,
+    KNN_METRICS,
+    LINKAGES,
+    batched_hac,
+    knn_hac,
+    merge_matched_clusters,
+    order_by_size,
+    resolve_threshold,
+)
+from streamface.features import METRICS, Features, load_features, validate_embeddings
+from streamface.matches import match_rows, read_matches_csv, store_match_rows
+
+__all__ = ["ClusteringResult", "FaceClustering", "METHODS", "silhouette"]
+
+#: Clustering methods.
+METHODS = ("hac", "knn")
+
+
+@dataclass
+class ClusteringResult:
+    """What :meth:`FaceClustering.call` produced.
+
+    Parameters
+    ----------
+    names : ndarray of str, shape (n,)
+        Face ids.
+    labels : ndarray of int64, shape (n,)
+        Cluster per face, ``0..k-1``, 0 = largest.
+    n_clusters : int
+    clusters_before_merging : int
+    matches : int
+        Track-match pairs considered for merging.
+    silhouette : float or None
+        Silhouette score (sampled above ``silhouette_samples`` faces); None when
+        undefined (fewer than 2 clusters, or every face its own cluster).
+    annotations_path : Path or None
+    labeled_faces : int
+        Faces copied into ``labeled_faces/``.
+    store_written : bool
+        Whether the labels were written into the store.
+    seconds : dict
+        Time per step.
+    """
+
+    names: np.ndarray
+    labels: np.ndarray
+    n_clusters: int
+    clusters_before_merging: int
+    matches: int
+    silhouette: float | None
+    annotations_path: Path | None
+    labeled_faces: int = 0
+    store_written: bool = False
+    seconds: dict = field(default_factory=dict)
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray, metric: str, *, max_samples: int = 10000,
+               random_state: int = 0) -> float | None:
+    """Silhouette score of ``labels``; sampled (``max_samples`` faces) above that size.
+
+    Returns
+    -------
+    float or None
+        None when undefined: fewer than 2 clusters or as many clusters as faces
+        (among the sampled faces).
+    """
+    from sklearn.metrics import silhouette_score
+
+    n = len(labels)
+    k = len(np.unique(labels))
+    if k < 2 or k >= n:
+        return None
+    sample = None if n <= max_samples else max_samples
+    if sample is not None:
+        rng = np.random.default_rng(random_state)
+        idx = rng.choice(n, size=sample, replace=False)
+        k_s = len(np.unique(labels[idx]))
+        if k_s < 2 or k_s >= sample:
+            return None
+        return float(silhouette_score(x[idx], labels[idx], metric=metric))
+    return float(silhouette_score(x, labels, metric=metric))
+
+
+class FaceClustering:
+    """Cluster faces into identities (the seed's stage 5); see the module docstring.
+
+    Parameters
+    ----------
+    features_path : str or path
+        ``<store>::<stream>``, a store (with ``stream``), a ``.npz`` or the seed's
+        features ``.pkl`` (see :mod:`streamface.features`; pickles only from trusted sources).
+    matches_path : path, optional
+        The seed's ``matches.csv``. Default: the store's track matches when the
+        features come from a store, else no merging.
+    faces_dir : path, optional
+        Folder of face images (``<face id>.png``), for ``copy_faces``; with a store
+        the crops can come from the store instead.
+    output_dir : path, optional
+        Writes ``<output_dir>/metadata/annotations.json`` (and ``labeled_faces/``).
+        May be None only when the features come from a store (labels go to the store).
+    metric : str, default "cosine"
+        One of :data:`streamface.features.METRICS`; ``knn`` supports cosine,
+        correlation, euclidean and sqeuclidean.
+    linkage : str, default "complete"
+        One of :data:`streamface.clustering.LINKAGES`; ``knn`` supports single,
+        complete, average and weighted; centroid, median and ward need euclidean.
+    matching_threshold : float or None, default 0.3
+        Linkage cut. None: the default for the embedding model (for now the
+        seed's 0.3, tuned for its arcfacenet embeddings; see
+        :mod:`streamface.clustering.thresholds`).
+    matching_batchsize : int, default 20000
+        ``hac``: faces per batch (the seed's); ``knn``: the largest group one
+        linkage handles is ``min(matching_batchsize, max_component)``.
+    merging_threshold : float or None, default 0.5
+        Matched clusters join when their mean member distance is below it.
+        None: the model's default (for now the seed's 0.5).
+    method : {"hac", "knn"}, default "hac"
+    stream : str, optional
+        The stream, when ``features_path`` is a store without ``::<stream>``.
+    copy_faces : bool, default False
+        Copy each face into ``<output_dir>/labeled_faces/<label>/`` (the seed asked
+        with ``input()``; here it is an option).
+    write_store : bool, default True
+        Write the labels back into the store when the features come from one.
+    n_neighbors : int, default 32
+        ``knn``: neighbours per face.
+    max_component : int, default 5000
+        ``knn``: largest group clustered by one linkage.
+    silhouette_samples : int, default 10000
+        The silhouette is computed on at most this many faces (0: not computed).
+    random_state : int, default 0
+    verbose : bool, default True
+        Print progress, as the seed did.
+    """
+
+    def __init__(self, features_path, matches_path=None, faces_dir=None, output_dir=None,
+                 metric: str = "cosine", linkage: str = "complete", matching_threshold: float | None = 0.3,
+                 matching_batchsize: int = 20000, merging_threshold: float | None = 0.5, *,
+                 method: str = "hac", stream: str | None = None, copy_faces: bool = False,
+                 write_store: bool = True, n_neighbors: int = 32, max_component: int = 5000,
+                 silhouette_samples: int = 10000, random_state: int = 0, verbose: bool = True) -> None:
+        self.features_path = features_path
+        self.matches_path = matches_path
+        self.faces_dir = faces_dir
+        self.output_dir = output_dir
+        self.metric = metric
+        self.linkage = linkage
+        self.matching_threshold = matching_threshold
+        self.matching_batchsize = matching_batchsize
+        self.merging_threshold = merging_threshold
+        self.method = method
+        self.stream = stream
+        self.copy_faces = copy_faces
+        self.write_store = write_store
+        self.n_neighbors = n_neighbors
+        self.max_component = max_component
+        self.silhouette_samples = silhouette_samples
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ---- validation -----------------------------------------------------------------------------
+
+    def _validate_params(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method: expected one of {METHODS}, got {self.method!r}")
+        if self.metric not in METRICS:
+            raise ValueError(f"metric: expected one of {METRICS}, got {self.metric!r}")
+        if self.linkage not in LINKAGES:
+            raise ValueError(f"linkage: expected one of {LINKAGES}, got {self.linkage!r}")
+        if self.linkage in ("centroid", "median", "ward") and self.metric != "euclidean":
+            raise ValueError(f"linkage: {self.linkage!r} needs metric='euclidean', got metric={self.metric!r}")
+        if self.method == "knn":
+            if self.metric not in KNN_METRICS:
+                raise ValueError(f"metric: method='knn' supports {KNN_METRICS}, got {self.metric!r}")
+            if self.linkage not in GRAPH_LINKAGES:
+                raise ValueError(f"linkage: method='knn' supports {GRAPH_LINKAGES}, got {self.linkage!r}")
+        for name in ("matching_batchsize", "n_neighbors", "max_component"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
+        if isinstance(self.silhouette_samples, bool) or not isinstance(self.silhouette_samples, (int, np.integer)) \
+                or self.silhouette_samples < 0:
+            raise ValueError(f"silhouette_samples: expected an integer >= 0, got {self.silhouette_samples!r}")
+        if self.matches_path is not None and not Path(self.matches_path).is_file():
+            raise FileNotFoundError(f"matches_path: no such file {str(self.matches_path)!r}")
+        if self.faces_dir is not None and not Path(self.faces_dir).is_dir():
+            raise FileNotFoundError(f"faces_dir: no such folder {str(self.faces_dir)!r}")
+
+    def _validate_sources(self, features: Features) -> None:
+        from_store = features.store is not None
+        if self.output_dir is None and not from_store:
+            raise ValueError("output_dir: required unless the features come from a store")
+        if self.copy_faces:
+            if self.output_dir is None:
+                raise ValueError("output_dir: copy_faces=True needs an output folder")
+            if self.faces_dir is None and not from_store:
+                raise ValueError("faces_dir: copy_faces=True needs the face images (faces_dir) "
+                                 "or features from a store")
+
+    def _say(self, message: str) -> None:
+        if self.verbose:
+            print(message, flush=True)
+
+    # ---- the stage ------------------------------------------------------------------------------
+
+    def call(self) -> ClusteringResult:
+        """Cluster, merge, renumber, and write the results.
+
+        Returns
+        -------
+        ClusteringResult
+
+        Raises
+        ------
+        ValueError
+            A parameter out of its allowed values (named in the message), no
+            embeddings, NaN/infinite or zero vectors (cosine), or a store whose
+            writer is busy.
+        FileNotFoundError
+            ``features_path``, ``matches_path`` or ``faces_dir`` missing.
+        """
+        self._validate_params()
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        self._say(f"Reading features {self.features_path} ...")
+        features = load_features(self.features_path, stream=self.stream)
+        self._validate_sources(features)
+        matching = resolve_threshold("matching_threshold", self.matching_threshold, features.model)
+        merging = resolve_threshold("merging_threshold", self.merging_threshold, features.model)
+        x = features.embeddings
+        validate_embeddings(x, self.metric, features.names)
+        pairs_i, pairs_j = self._matches(features)
+        seconds["read"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        self._say(f"Clustering {len(x)} faces ({self.method}, {self.linkage} linkage, "
+                  f"{self.metric} <= {matching:g}) ...")
+        if self.method == "hac":
+            labels = batched_hac(x, matching, metric=self.metric, linkage=self.linkage,
+                                 batch_size=int(self.matching_batchsize))
+        else:
+            labels = knn_hac(x, matching, metric=self.metric, linkage=self.linkage,
+                             n_neighbors=int(self.n_neighbors),
+                             max_component=int(min(self.max_component, self.matching_batchsize)),
+                             random_state=self.random_state)
+        before = int(labels.max()) + 1
+        seconds["cluster"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        self._say(f"Merging {before} clusters with {len(pairs_i)} track matches (< {merging:g}) ...")
+        labels = merge_matched_clusters(x, labels, pairs_i, pairs_j, threshold=merging, metric=self.metric)
+        labels = order_by_size(labels)
+        n_clusters = int(labels.max()) + 1
+        seconds["merge"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        score = None
+        if self.silhouette_samples:
+            score = silhouette(x, labels, self.metric, max_samples=int(self.silhouette_samples),
+                               random_state=self.random_state)
+        self._say(f"{n_clusters} clusters; silhouette score: {'undefined' if score is None else f'{score:.3f}'}")
+        seconds["silhouette"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        annotations_path = None
+        if self.output_dir is not None:
+            annotations_path = Path(self.output_dir) / "metadata" / "annotations.json"
+            self._say(f"Writing {len(labels)} annotations to {annotations_path} ...")
+            write_annotations(annotations_path, Annotations(features.names, labels, features.extra))
+        store_written = False
+        if features.store is not None and self.write_store:
+            self._say(f"Writing labels into {features.source} ...")
+            _write_store_labels(features, labels)
+            store_written = True
+        copied = self._copy_faces(features, labels) if self.copy_faces else 0
+        seconds["write"] = time.perf_counter() - t0
+        return ClusteringResult(features.names, labels, n_clusters, before, len(pairs_i), score,
+                                annotations_path, copied, store_written, seconds)
+
+    def _matches(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
+        if self.matches_path is not None:
+            return match_rows(features.names, read_matches_csv(self.matches_path))
+        if features.store is not None:
+            return store_match_rows(features.store, features.stream, len(features))
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+
+    def _copy_faces(self, features: Features, labels: np.ndarray) -> int:
+        root = Path(self.output_dir) / "labeled_faces"
+        self._say(f"Copying {len(labels)} faces to {root} ...")
+        for label in np.unique(labels).tolist():
+            (root / str(label)).mkdir(parents=True, exist_ok=True)
+        if self.faces_dir is not None:
+            missing = 0
+            for file, label in zip(features.files, labels.tolist()):
+                src = Path(self.faces_dir) / file
+                if not src.is_file():
+                    missing += 1
+                    continue
+                shutil.copyfile(src, root / str(label) / file)
+            if missing:
+                warnings.warn(f"{missing} face images were not found in {self.faces_dir} and not copied",
+                              UserWarning, stacklevel=3)
+            return len(labels) - missing
+        return _copy_store_crops(features, labels, root)
+
+
+def _write_store_labels(features: Features, labels: np.ndarray) -> None:
+    from streamface.store import FaceStore, StoreError
+
+    try:
+        store = FaceStore.open(features.store, mode="a")
+        with store.writer(features.stream) as writer:
+            # Features are rows [0, n) of the stream, so labels go in row order from 0.
+            order = np.argsort(features.rows, kind="stable")
+            writer.write_labels(labels[order].astype(np.int32), start=int(features.rows[order][0]))
+    except StoreError as exc:
+        raise ValueError(f"could not write labels into {features.source}: {exc}") from None
+
+
+def _copy_store_crops(features: Features, labels: np.ndarray, root: Path, batch_rows: int = 256) -> int:
+    from streamface.store import FaceStore
+    from streamface.store.export import png_bytes, write_atomic
+
+    source = FaceStore.open(features.store, mode="r").stream(features.stream)
+    label_of_row = dict(zip(features.rows.tolist(), labels.tolist()))
+    file_of_row = dict(zip(features.rows.tolist(), features.files))
+    written = 0
+    rows = np.sort(features.rows)
+    for s in range(0, len(rows), batch_rows):
+        lo, hi = int(rows[s]), int(rows[min(len(rows), s + batch_rows) - 1]) + 1
+        faces = source.read_faces(lo, hi, columns=("crop",))
+        for row, crop in zip(range(lo, hi), faces.crop_images()):
+            if row in label_of_row:
+                write_atomic(root / str(label_of_row[row]) / file_of_row[row], png_bytes(crop))
+                written += 1
+    return written
+
