@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamface.clustering.neighbors import block_distances, pair_distances, prepare, search_limit, squared_norms
+from streamface.clustering.neighbors import candidate_pairs, pair_distances, prepare
 
 __all__ = ["MODES", "cluster_pair_distances", "cross_cluster_min", "diameter_pairs"]
 
@@ -51,25 +51,13 @@ def cross_cluster_min(x: np.ndarray, tags: np.ndarray, max_distance: float, metr
         Exact (float64) smallest distance of each pair, ``<= max_distance``.
     """
     tags = np.asarray(tags, np.int64)
-    xp = prepare(x, metric)
-    n = len(xp)
     empty = (np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float64))
-    if n < 2:
+    if len(tags) < 2:
         return empty
-    if block_rows is None:
-        block_rows = int(np.clip((16 << 20) // n, 64, 4096))
-    limit = search_limit(xp, metric, max_distance)
-    sq = squared_norms(xp, metric)
     parts_key, parts_d = [], []
     span = int(tags.max()) + 1
-    for s in range(0, n, block_rows):
-        e = min(n, s + block_rows)
-        d = block_distances(xp[s:e], xp[s:], metric, None if sq is None else sq[s:e], None if sq is None else sq[s:])
-        r, c = np.nonzero(d <= limit)
-        del d
-        r += s
-        c += s
-        keep = (c > r) & (tags[r] != tags[c])
+    for r, c in candidate_pairs(prepare(x, metric), max_distance, metric, block_rows=block_rows):
+        keep = tags[r] != tags[c]
         r, c = r[keep], c[keep]
         if len(r) == 0:
             continue

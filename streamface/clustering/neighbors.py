@@ -131,6 +131,35 @@ def _margin(x: np.ndarray, metric: str, radius: float) -> float:
     return 1e-9 * (1.0 + abs(radius))  # cdist computes float64: exact up to the cast to float32
 
 
+def candidate_pairs(xp: np.ndarray, radius: float, metric: str, *,
+                    block_rows: int | None = None):
+    """Yield, block by block, the row pairs ``(r, c)``, ``r < c``, of the prepared rows
+    ``xp`` whose float32 distance is within :func:`search_limit` of ``radius``.
+
+    A superset of the pairs within ``radius`` (never misses one); callers that need
+    the exact set re-check with :func:`pair_distances`. Memory stays near one block
+    of distances (``block_rows`` rows; default about 64 MiB).
+    """
+    n = len(xp)
+    if n < 2:
+        return
+    if block_rows is None:
+        block_rows = int(np.clip((16 << 20) // n, 64, 4096))
+    limit = search_limit(xp, metric, radius)
+    sq = squared_norms(xp, metric)
+    for s in range(0, n, block_rows):
+        e = min(n, s + block_rows)
+        d = block_distances(xp[s:e], xp[s:], metric, None if sq is None else sq[s:e],
+                            None if sq is None else sq[s:])
+        r, c = np.nonzero(d <= limit)
+        del d
+        r += s
+        c += s
+        keep = c > r
+        if keep.any():
+            yield r[keep], c[keep]
+
+
 def radius_components(x: np.ndarray, radius: float, metric: str, *, exact: bool = False,
                       block_rows: int | None = None) -> np.ndarray:
     """Connected components of the graph "distance <= radius", without storing its edges.
@@ -155,24 +184,9 @@ def radius_components(x: np.ndarray, radius: float, metric: str, *, exact: bool 
         Component id of each row (the smallest row of the component).
     """
     xp = prepare(x, metric)
-    n = len(xp)
-    comp = np.arange(n, dtype=np.int64)
-    if n <= 1:
-        return comp
-    if block_rows is None:
-        block_rows = int(np.clip((16 << 20) // max(n, 1), 64, 4096))
-    limit = search_limit(xp, metric, radius)
-    sq = squared_norms(xp, metric)
-    for s in range(0, n, block_rows):
-        e = min(n, s + block_rows)
-        d = block_distances(xp[s:e], xp[s:], metric, None if sq is None else sq[s:e], None if sq is None else sq[s:])
-        r, c = np.nonzero(d <= limit)
-        del d
-        r += s
-        c += s
-        keep = c > r
-        r, c = r[keep], c[keep]
-        if exact and len(r):
+    comp = np.arange(len(xp), dtype=np.int64)
+    for r, c in candidate_pairs(xp, radius, metric, block_rows=block_rows):
+        if exact:
             ok = pair_distances(x, r, c, metric) <= radius
             r, c = r[ok], c[ok]
         if len(r) == 0:
