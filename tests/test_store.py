@@ -130,6 +130,24 @@ def test_small_crops_are_padded_and_come_back_at_true_size(store):
         np.testing.assert_array_equal(a, b)
 
 
+def test_a_list_of_crops_of_varying_size_is_packed_on_append(store):
+    crops = [np.full((12, 14, 3), 7, np.uint8), np.full((16, 9, 3), 9, np.uint8)]
+    with new_writer(store) as w:
+        w.append(frames(0, 1), FaceRecords(frame=[0, 0], face=[0, 1], score=[0.9, 0.8], box=np.zeros((2, 4)),
+                                   landmarks=np.zeros((2, 5, 2)), crop=crops,
+                                   aligned=np.zeros((2, ALIGNED, ALIGNED, 3), np.uint8)))
+    back = store.stream("cam").read_faces(columns=["crop"]).crop_images()
+    for a, b in zip(back, crops, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_list_of_crops_must_have_one_crop_per_face(store):
+    with new_writer(store) as w, pytest.raises(ValueError, match="expected 2 crops"):
+        w.append(frames(0, 1), FaceRecords(frame=[0, 0], face=[0, 1], score=[0.9, 0.8], box=np.zeros((2, 4)),
+                                   landmarks=np.zeros((2, 5, 2)), crop=[np.zeros((4, 4, 3), np.uint8)],
+                                   aligned=np.zeros((2, ALIGNED, ALIGNED, 3), np.uint8)))
+
+
 def test_reading_past_the_committed_rows_is_an_index_error(store):
     with new_writer(store) as w:
         write_rows(w, 2)

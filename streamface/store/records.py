@@ -145,10 +145,11 @@ class FaceRecords:
         Box ``x, y, w, h`` in frame pixels.
     landmarks : ndarray of float32, shape (n, 5, 2)
         Left eye, right eye, nose, mouth left, mouth right as ``(x, y)``.
-    crop : ndarray of uint8, shape (n, h, w, 3)
+    crop : ndarray of uint8, shape (n, h, w, 3), or a list of n (h_i, w_i, 3) arrays
         Face crops (RGB). On append ``h, w`` may be smaller than the stream's
         ``crop_size``: crops are stored top-left in a ``crop_size`` square with
-        their true size in ``crop_size``.
+        their true size in ``crop_size``. A list (e.g. from
+        ``kernels.crop_faces``) is packed that way.
     aligned : ndarray of uint8, shape (n, S, S, 3)
         Aligned crops (RGB), ``S`` = the stream's ``aligned_size``.
     crop_size : ndarray of int32, shape (n, 2), optional
@@ -203,7 +204,16 @@ class FaceRecords:
                 raise ValueError(f"{name}: required to append faces")
         frame = _as("frame", self.frame, np.int64, (), None)
         n = len(frame)
-        crop = np.asarray(self.crop)
+        given_sizes = self.crop_size
+        if isinstance(self.crop, (list, tuple)):
+            # Crops of varying size, as kernels.crop_faces returns them.
+            if given_sizes is not None:
+                raise ValueError("crop_size: give it only with a crop array, not a list of crops")
+            if len(self.crop) != n:
+                raise ValueError(f"crop: expected {n} crops, got {len(self.crop)}")
+            crop, given_sizes = self.pack_crops(self.crop, crop_size)
+        else:
+            crop = np.asarray(self.crop)
         if crop.dtype != np.uint8:
             raise ValueError(f"crop: expected dtype uint8, got {crop.dtype}")
         if crop.ndim != 4 or crop.shape[0] != n or crop.shape[3] != 3:
@@ -211,10 +221,10 @@ class FaceRecords:
         h, w = crop.shape[1:3]
         if h > crop_size or w > crop_size:
             raise ValueError(f"crop: {h}x{w} crops exceed the stream's crop_size {crop_size}")
-        if self.crop_size is None:
+        if given_sizes is None:
             sizes = np.tile(np.array([h, w], np.int32), (n, 1))
         else:
-            sizes = _as("crop_size", self.crop_size, np.int32, (2,), n)
+            sizes = _as("crop_size", given_sizes, np.int32, (2,), n)
             if (sizes < 0).any() or (sizes[:, 0] > h).any() or (sizes[:, 1] > w).any():
                 raise ValueError(f"crop_size: sizes must lie within the crop array's {h}x{w}")
         if (h, w) != (crop_size, crop_size):
