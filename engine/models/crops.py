@@ -73,6 +73,54 @@ def aligned_crops(frame: np.ndarray, landmarks: np.ndarray, crop: FaceCrop,
                                threads=threads)
 
 
+def check_frame(frame) -> None:
+    """Raise ``ValueError`` unless ``frame`` is an (H, W, 3) uint8 RGB array."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
+            or frame.shape[2] != 3:
+        raise ValueError("frame must be an (H, W, 3) uint8 RGB array")
+
+
+def check_landmarks(landmarks) -> np.ndarray:
+    """``landmarks`` as an (N, 5, 2) float32 array (``ValueError`` for another shape)."""
+    points = np.asarray(landmarks, np.float32)
+    if points.size == 0:
+        return np.zeros((0, 5, 2), np.float32)
+    if points.ndim != 3 or points.shape[1:] != (5, 2):
+        raise ValueError(f"landmarks must be (N, 5, 2), got shape {points.shape}")
+    return points
+
+
+def check_crops(crops, size: int, name: str = "crops") -> np.ndarray:
+    """``crops`` (an (N, size, size, 3) uint8 RGB array or a list of (size, size, 3)
+    arrays) as one array; ``ValueError`` naming ``name`` otherwise."""
+    if isinstance(crops, (list, tuple)):
+        crops = np.stack(crops) if crops else np.zeros((0, size, size, 3), np.uint8)
+    if not isinstance(crops, np.ndarray) or crops.dtype != np.uint8 or crops.ndim != 4 \
+            or crops.shape[1:] != (size, size, 3):
+        raise ValueError(f"{name} must be (N, {size}, {size}, 3) uint8 RGB, got "
+                         f"{getattr(crops, 'shape', None)}")
+    return crops
+
+
+def batched_rows(run, items: np.ndarray, max_batch: int, width: int, cut=None,
+                 buffer: np.ndarray | None = None) -> np.ndarray:
+    """``run`` over ``items``, ``max_batch`` at a time: its rows stacked, (N, width) float32.
+
+    Without ``cut``, ``items`` are crops and are run as they are. With ``cut``, they are
+    what crops are cut from (landmarks, windows): ``cut(chunk, out)`` writes a chunk's
+    crops into ``out``, the first rows of the reused uint8 ``buffer``, which is run.
+    """
+    out = np.empty((items.shape[0], width), np.float32)
+    for start in range(0, items.shape[0], max_batch):
+        chunk = items[start:start + max_batch]
+        n = chunk.shape[0]
+        if cut is not None:
+            cut(chunk, buffer[:n])
+            chunk = buffer[:n]
+        out[start:start + n] = run(chunk)
+    return out
+
+
 def upright_windows(landmarks: np.ndarray, scale: float = 1.0,
                     offset: tuple[float, float] = (0.0, 0.0)) -> np.ndarray:
     """Axis-aligned square windows (x, y, side) around faces, from their 5 landmarks.

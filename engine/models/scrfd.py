@@ -20,15 +20,9 @@ from __future__ import annotations
 import numpy as np
 
 from streamface.engine.backends.base import InferenceEngine
-from streamface.engine.detections import Detections, nms
 from streamface.engine.errors import ModelError
-from streamface.engine.models.frame_batch import (
-    FrameBatch,
-    check_frames,
-    default_detector_batch,
-)
+from streamface.engine.models.detector import Candidates, LetterboxDetector
 from streamface.engine.models.registry import REGISTRY, ModelSpec
-from streamface.engine.models.validation import check_param
 
 
 def anchor_centres(height: int, width: int, stride: int, anchors: int) -> np.ndarray:
@@ -48,8 +42,9 @@ def distance_to_points(centres: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     return centres[:, None, :] + offsets.reshape(offsets.shape[0], -1, 2)
 
 
-class SCRFD:
-    """Batched SCRFD detector; ``detect(frames)`` returns one ``Detections`` per frame.
+class SCRFD(LetterboxDetector):
+    """Batched SCRFD detector; ``detect(frames)`` returns one ``Detections`` per frame
+    (NaN landmarks from a model without landmark outputs).
 
     Parameters
     ----------
@@ -59,12 +54,12 @@ class SCRFD:
 
     DEFAULT_CONF_THRESHOLD = 0.5
     DEFAULT_NMS_THRESHOLD = 0.4
+    default_spec = "scrfd"
 
     def __init__(self, engine: InferenceEngine, spec: ModelSpec | None = None):
-        self.engine = engine
-        self.spec = spec if spec is not None else REGISTRY["scrfd"]
-        self.strides = tuple(self.spec.extra["strides"])
-        self.anchors = int(self.spec.extra["anchors_per_cell"])
+        spec = spec if spec is not None else REGISTRY[self.default_spec]
+        self.strides = tuple(spec.extra["strides"])
+        self.anchors = int(spec.extra["anchors_per_cell"])
         count = len(engine.output_names)
         if count not in (2 * len(self.strides), 3 * len(self.strides)):
             raise ModelError(f"SCRFD has {2 * len(self.strides)} or {3 * len(self.strides)} "
@@ -75,60 +70,18 @@ class SCRFD:
         fixed = tuple(shape[2:4]) if len(shape) == 4 else ()
         self.fixed_size = fixed if len(fixed) == 2 and all(isinstance(d, int) and d > 0
                                                             for d in fixed) else None
-        self.prepare()
+        super().__init__(engine, spec)
 
     def prepare(self, *, input_size: int = 640, conf_threshold: float = DEFAULT_CONF_THRESHOLD,
                 nms_threshold: float = DEFAULT_NMS_THRESHOLD, top_k: int = 5000,
                 max_batch: int | None = None, preprocess_threads: int | None = 1) -> SCRFD:
         """Set the options; see :meth:`YuNet.prepare` (same meaning). A model exported with a
         fixed input size uses that size whatever ``input_size`` says."""
-        check_param("input_size", input_size, int, low=32, multiple=32)
-        check_param("conf_threshold", conf_threshold, float, low=0.0, high=1.0)
-        check_param("nms_threshold", nms_threshold, float, low=0.0, high=1.0)
-        check_param("top_k", top_k, int, low=1)
-        if max_batch is None:
-            max_batch = default_detector_batch(self.engine)
-        check_param("max_batch", max_batch, int, low=1)
-        if preprocess_threads is not None:
-            check_param("preprocess_threads", preprocess_threads, int, low=1)
-        if self.engine.max_batch is not None:
-            max_batch = min(max_batch, self.engine.max_batch)
-        self.input_size, self.top_k, self.max_batch = input_size, top_k, max_batch
-        self.conf_threshold, self.nms_threshold = float(conf_threshold), float(nms_threshold)
-        self._batch = FrameBatch(self.spec.preprocessing, input_size, preprocess_threads,
-                                 fixed_size=self.fixed_size)
-        self._centres: dict[tuple[int, int], list[np.ndarray]] = {}
-        return self
+        return self._configure(input_size, conf_threshold, nms_threshold, top_k, max_batch,
+                               preprocess_threads)
 
-    def _anchor_centres(self, height: int, width: int) -> list[np.ndarray]:
-        key = (height, width)
-        if key not in self._centres:
-            self._centres[key] = [anchor_centres(height, width, s, self.anchors)
-                                  for s in self.strides]
-        return self._centres[key]
-
-    def detect(self, frames) -> list[Detections]:
-        """Detect faces in RGB frames of any size.
-
-        Parameters
-        ----------
-        frames : list of ndarray (H, W, 3) uint8 RGB, or ndarray (N, H, W, 3)
-
-        Returns
-        -------
-        list of Detections
-            One per frame; models without landmark outputs give NaN landmarks.
-        """
-        frames, sizes = check_frames(frames)
-        results: list[Detections] = []
-        for start in range(0, len(frames), self.max_batch):
-            chunk = frames[start:start + self.max_batch]
-            tensor, letterbox = self._batch.fill(chunk, sizes[start:start + self.max_batch])
-            outputs = self.engine.run({self.engine.input_names[0]: tensor})
-            height, width = tensor.shape[2:]
-            for i in range(len(chunk)):
-                results.append(self._decode(outputs, i, len(chunk), height, width, letterbox))
-        return results
+    def _make_anchors(self, height: int, width: int) -> list[np.ndarray]:
+        return [anchor_centres(height, width, s, self.anchors) for s in self.strides]
 
     def _per_image(self, output: np.ndarray, i: int, n: int) -> np.ndarray:
         if output.ndim == 3:
@@ -137,10 +90,11 @@ class SCRFD:
             raise ModelError("this SCRFD export has no batch axis; use max_batch=1")
         return output
 
-    def _decode(self, outputs, i: int, n: int, height: int, width: int, letterbox) -> Detections:
+    def _decode(self, outputs, i: int, shape) -> Candidates:
+        n, _, height, width = shape
         k = len(self.strides)
         boxes, points, scores = [], [], []
-        for j, (s, centres) in enumerate(zip(self.strides, self._anchor_centres(height, width))):
+        for j, (s, centres) in enumerate(zip(self.strides, self._anchors(height, width))):
             score = self._per_image(outputs[j], i, n).reshape(-1)
             keep = np.flatnonzero(score >= self.conf_threshold)
             if keep.size == 0:
@@ -155,10 +109,5 @@ class SCRFD:
                 points.append(np.full((keep.size, 5, 2), np.nan, np.float32))
             scores.append(score[keep])
         if not scores:
-            return Detections.empty()
-        boxes, points, scores = (np.concatenate(boxes), np.concatenate(points),
-                                 np.concatenate(scores))
-        order = nms(boxes, scores, self.nms_threshold, self.top_k)
-        return Detections(letterbox.boxes_to_frame(boxes[order], i),
-                          letterbox.points_to_frame(points[order], i),
-                          scores[order].astype(np.float32))
+            return None
+        return np.concatenate(boxes), np.concatenate(points), np.concatenate(scores)

@@ -12,8 +12,14 @@ import numpy as np
 
 from streamface import kernels
 from streamface.engine.backends.base import InferenceEngine
+from streamface.engine.models.crops import (
+    batched_rows,
+    check_crops,
+    check_frame,
+    check_landmarks,
+)
 from streamface.engine.models.registry import REGISTRY, ModelSpec
-from streamface.engine.models.validation import check_param
+from streamface.engine.models.validation import batch_size
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -64,10 +70,7 @@ class SFace:
         max_batch : int, default 32
             Faces per inference call (the reused buffers hold this many).
         """
-        check_param("max_batch", max_batch, int, low=1)
-        if self.engine.max_batch is not None:
-            max_batch = min(max_batch, self.engine.max_batch)
-        self.max_batch = max_batch
+        self.max_batch = max_batch = batch_size(max_batch, self.engine)
         self._aligned = np.empty((max_batch, self.size, self.size, 3), np.uint8)
         self._tensor = np.empty((max_batch, 3, self.size, self.size), np.float32)
         return self
@@ -87,23 +90,13 @@ class SFace:
         ndarray (N, 128) float32
             L2-normalised embeddings.
         """
-        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 \
-                or frame.shape[2] != 3:
-            raise ValueError("frame must be an (H, W, 3) uint8 RGB array")
-        points = np.asarray(landmarks, np.float32)
-        if points.size == 0:
-            return np.zeros((0, self.dim), np.float32)
-        if points.ndim != 3 or points.shape[1:] != (5, 2):
-            raise ValueError(f"landmarks must be (N, 5, 2), got shape {points.shape}")
-        out = np.empty((points.shape[0], self.dim), np.float32)
-        for start in range(0, points.shape[0], self.max_batch):
-            chunk = points[start:start + self.max_batch]
-            n = chunk.shape[0]
-            # One kernel thread: the warp is tiny next to inference, which uses every core.
-            kernels.align_faces(frame, np.ascontiguousarray(chunk), size=self.size,
-                                out=self._aligned[:n], threads=1)
-            out[start:start + n] = self._run(self._aligned[:n])
-        return out
+        check_frame(frame)
+        points = check_landmarks(landmarks)
+        # One kernel thread: the warp is tiny next to inference, which uses every core.
+        return batched_rows(self._run, points, self.max_batch, self.dim, buffer=self._aligned,
+                            cut=lambda chunk, out: kernels.align_faces(
+                                frame, np.ascontiguousarray(chunk), size=self.size, out=out,
+                                threads=1))
 
     def embed_aligned(self, faces) -> np.ndarray:
         """Embed already aligned crops.
@@ -118,18 +111,8 @@ class SFace:
         ndarray (N, 128) float32
             L2-normalised embeddings.
         """
-        if isinstance(faces, (list, tuple)):
-            faces = np.stack(faces) if faces else np.zeros((0, self.size, self.size, 3), np.uint8)
-        if not isinstance(faces, np.ndarray) or faces.dtype != np.uint8 or faces.ndim != 4 \
-                or faces.shape[1:] != (self.size, self.size, 3):
-            shape = getattr(faces, "shape", None)
-            raise ValueError(f"faces must be (N, {self.size}, {self.size}, 3) uint8 RGB, "
-                             f"got {shape}")
-        out = np.empty((faces.shape[0], self.dim), np.float32)
-        for start in range(0, faces.shape[0], self.max_batch):
-            chunk = faces[start:start + self.max_batch]
-            out[start:start + chunk.shape[0]] = self._run(chunk)
-        return out
+        faces = check_crops(faces, self.size, "faces")
+        return batched_rows(self._run, faces, self.max_batch, self.dim)
 
     def _run(self, aligned: np.ndarray) -> np.ndarray:
         n = aligned.shape[0]

@@ -40,3 +40,11 @@ def check_param(name: str, value, kind: type, *, low=None, high=None, multiple: 
         raise ValueError(f"{name} must be {rng}, got {value!r}")
     if multiple is not None and value % multiple:
         raise ValueError(f"{name} must be a multiple of {multiple}, got {value!r}")
+
+
+def batch_size(max_batch, engine) -> int:
+    """``max_batch`` checked (an int >= 1) and capped at the engine's own ``max_batch``."""
+    check_param("max_batch", max_batch, int, low=1)
+    if engine.max_batch is not None:
+        max_batch = min(max_batch, engine.max_batch)
+    return max_batch

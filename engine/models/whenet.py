@@ -23,8 +23,13 @@ import numpy as np
 
 from streamface.engine.backends.base import InferenceEngine
 from streamface.engine.errors import ModelError
-from streamface.engine.models.attribute_head import AttributeHead, check_frame, softmax
-from streamface.engine.models.crops import upright_windows, window_crops
+from streamface.engine.models.attribute_head import AttributeHead, softmax
+from streamface.engine.models.crops import (
+    batched_rows,
+    check_frame,
+    upright_windows,
+    window_crops,
+)
 from streamface.engine.models.keras_to_onnx import (
     KerasLayer,
     KerasModel,
@@ -185,14 +190,9 @@ class WHENet(AttributeHead):
     def predict_boxes(self, frame: np.ndarray, boxes) -> np.ndarray:
         """Pose from detector boxes (x, y, w, h) instead of landmarks, as the package crops."""
         check_frame(frame)
-        windows = padded_box_windows(boxes)
-        out = np.empty((windows.shape[0], 3), np.float32)
-        for start in range(0, windows.shape[0], self.max_batch):
-            chunk = windows[start:start + self.max_batch]
-            n = chunk.shape[0]
-            window_crops(frame, chunk, self.size, out=self._crops[:n])
-            out[start:start + n] = self._run(self._crops[:n])
-        return out
+        return batched_rows(self._run, padded_box_windows(boxes), self.max_batch, 3,
+                            cut=lambda chunk, out: window_crops(frame, chunk, self.size, out=out),
+                            buffer=self._crops)
 
     def postprocess(self, outputs: list[np.ndarray]) -> np.ndarray:
         named = dict(zip(self.engine.output_names, outputs))

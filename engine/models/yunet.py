@@ -12,20 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamface.engine.backends.base import InferenceEngine
-from streamface.engine.detections import Detections, nms
-from streamface.engine.models.frame_batch import (
-    FrameBatch,
-    check_frames,
-    default_detector_batch,
-)
-from streamface.engine.models.registry import REGISTRY, ModelSpec
-from streamface.engine.models.validation import check_param
+from streamface.engine.models.detector import Candidates, LetterboxDetector
 
 STRIDES = (8, 16, 32)
 
 
-class YuNet:
+class YuNet(LetterboxDetector):
     """Batched YuNet detector.
 
     An instance reuses its input buffers from call to call: use one per thread.
@@ -51,11 +43,7 @@ class YuNet:
     #: other real faces 0.82+: 0.8 separates them.
     DEFAULT_CONF_THRESHOLD = 0.8
     DEFAULT_NMS_THRESHOLD = 0.3
-
-    def __init__(self, engine: InferenceEngine, spec: ModelSpec | None = None):
-        self.engine = engine
-        self.spec = spec if spec is not None else REGISTRY["yunet"]
-        self.prepare()
+    default_spec = "yunet"
 
     def prepare(self, *, input_size: int = 640, conf_threshold: float = DEFAULT_CONF_THRESHOLD,
                 nms_threshold: float = DEFAULT_NMS_THRESHOLD, top_k: int = 5000,
@@ -79,64 +67,21 @@ class YuNet:
         preprocess_threads : int or None, default 1
             Threads of the letterbox kernel (see :class:`FrameBatch`; ``None``: all cores).
         """
-        check_param("input_size", input_size, int, low=32, multiple=32)
-        check_param("conf_threshold", conf_threshold, float, low=0.0, high=1.0)
-        check_param("nms_threshold", nms_threshold, float, low=0.0, high=1.0)
-        check_param("top_k", top_k, int, low=1)
-        if max_batch is None:
-            max_batch = default_detector_batch(self.engine)
-        check_param("max_batch", max_batch, int, low=1)
-        if preprocess_threads is not None:
-            check_param("preprocess_threads", preprocess_threads, int, low=1)
-        if self.engine.max_batch is not None:
-            max_batch = min(max_batch, self.engine.max_batch)
-        self.input_size = input_size
-        self.conf_threshold = float(conf_threshold)
-        self.nms_threshold = float(nms_threshold)
-        self.top_k = top_k
-        self.max_batch = max_batch
-        self._batch = FrameBatch(self.spec.preprocessing, input_size, preprocess_threads)
-        self._grids: dict[tuple[int, int], list[np.ndarray]] = {}
-        return self
+        return self._configure(input_size, conf_threshold, nms_threshold, top_k, max_batch,
+                               preprocess_threads)
 
-    def detect(self, frames) -> list[Detections]:
-        """Detect faces in RGB frames of any size.
-
-        Parameters
-        ----------
-        frames : list of ndarray (H, W, 3) uint8 RGB, or ndarray (N, H, W, 3)
-
-        Returns
-        -------
-        list of Detections
-            One per frame, boxes and landmarks in that frame's pixels.
-        """
-        frames, sizes = check_frames(frames)
-        results: list[Detections] = []
-        for start in range(0, len(frames), self.max_batch):
-            chunk = frames[start:start + self.max_batch]
-            tensor, letterbox = self._batch.fill(chunk, sizes[start:start + self.max_batch])
-            outputs = self.engine.run({self.engine.input_names[0]: tensor})
-            named = dict(zip(self.engine.output_names, outputs))
-            height, width = tensor.shape[2:]
-            for i in range(len(chunk)):
-                results.append(self._decode(named, i, height, width, letterbox))
-        return results
-
-    def _grid(self, height: int, width: int) -> list[np.ndarray]:
+    def _make_anchors(self, height: int, width: int) -> list[np.ndarray]:
         """Per stride, the (col, row) of every anchor, in the model's output order."""
-        key = (height, width)
-        if key not in self._grids:
-            grids = []
-            for s in STRIDES:
-                rows, cols = np.mgrid[0:height // s, 0:width // s]
-                grids.append(np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float32))
-            self._grids[key] = grids
-        return self._grids[key]
+        grids = []
+        for s in STRIDES:
+            rows, cols = np.mgrid[0:height // s, 0:width // s]
+            grids.append(np.stack([cols.ravel(), rows.ravel()], axis=1).astype(np.float32))
+        return grids
 
-    def _decode(self, named: dict, i: int, height: int, width: int, letterbox) -> Detections:
+    def _decode(self, outputs, i: int, shape) -> Candidates:
+        named = dict(zip(self.engine.output_names, outputs))
         boxes, points, scores = [], [], []
-        for s, grid in zip(STRIDES, self._grid(height, width)):
+        for s, grid in zip(STRIDES, self._anchors(*shape[2:])):
             cls = np.clip(named[f"cls_{s}"][i, :, 0], 0.0, 1.0)
             obj = np.clip(named[f"obj_{s}"][i, :, 0], 0.0, 1.0)
             score = np.sqrt(cls * obj)
@@ -152,11 +97,5 @@ class YuNet:
             points.append((cell[:, None, :] + kps) * s)
             scores.append(score[keep])
         if not scores:
-            return Detections.empty()
-        boxes = np.concatenate(boxes)
-        points = np.concatenate(points)
-        scores = np.concatenate(scores)
-        keep = nms(boxes, scores, self.nms_threshold, self.top_k)
-        return Detections(letterbox.boxes_to_frame(boxes[keep], i),
-                          letterbox.points_to_frame(points[keep], i),
-                          scores[keep].astype(np.float32))
+            return None
+        return np.concatenate(boxes), np.concatenate(points), np.concatenate(scores)
