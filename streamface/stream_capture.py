@@ -1,0 +1,255 @@
+"""Stage 1, frame collection (SEED_NOTES §1): keyframes of a video or stream into the store.
+
+>>> from streamface.stream_capture import StreamCapture
+>>> capture = StreamCapture(name="skynews", url="clip.mp4", output_dir="data/skynews")  # doctest: +SKIP
+>>> capture.call()                                                                     # doctest: +SKIP
+CaptureSummary(decoded=31, kept=24, ...)
+
+The source is decoded (keyframes only, as the seed did, or sampled at ``sample_fps``),
+each frame goes through the seed's keyframe selection
+(:class:`~streamface.keyframes.KeyframeSelector`) and kept frames are encoded (JPEG by
+default, or PNG) into ``<output_dir>/streamface.zarr`` under the stream ``name``,
+committed every ``batch_size`` decoded frames. A file is read to its end; a live
+source runs until ``duration``, ``max_frames`` or :meth:`StreamCapture.stop`.
+Running again on the same stream continues after its last stored frame.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from streamface.engine.decode import VideoDecoder
+from streamface.keyframes import Candidate, KeyframeSelector
+from streamface.store import FaceStore, FrameRecords, validate_stream_name
+
+__all__ = ["CaptureSummary", "StreamCapture", "encode_frame", "store_path"]
+
+log = logging.getLogger(__name__)
+
+STORE_NAME = "streamface.zarr"
+IMAGE_FORMATS = ("jpeg", "png")
+
+
+def store_path(output_dir) -> Path:
+    """The store a stage keeps its data in: ``<output_dir>/streamface.zarr``."""
+    return Path(output_dir) / STORE_NAME
+
+
+def encode_frame(rgb: np.ndarray, image_format: str = "jpeg", quality: int = 95) -> bytes:
+    """Encode an RGB frame as JPEG (``quality``) or PNG (compress level 1: fast, lossless)."""
+    buf = io.BytesIO()
+    if image_format == "jpeg":
+        Image.fromarray(rgb).save(buf, format="JPEG", quality=quality)
+    else:
+        Image.fromarray(rgb).save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def frame_records(kept: list[Candidate], image_format: str | None, quality: int = 95) -> FrameRecords:
+    """Store rows of kept frames (``Candidate.item`` is a ``DecodedFrame``)."""
+    return FrameRecords(
+        time_us=np.array([c.item.time_us for c in kept], np.int64),
+        width=np.array([c.rgb.shape[1] for c in kept], np.int32),
+        height=np.array([c.rgb.shape[0] for c in kept], np.int32),
+        pts=np.array([c.item.pts for c in kept], np.float64),
+        source_index=np.array([c.item.index for c in kept], np.int64),
+        blur=np.array([c.blur for c in kept], np.float32),
+        emptiness=np.array([c.emptiness for c in kept], np.float32),
+        similarity=np.array([c.similarity for c in kept], np.float32),
+        images=None if image_format is None else [encode_frame(c.rgb, image_format, quality)
+                                                  for c in kept],
+    )
+
+
+@dataclass
+class CaptureSummary:
+    """What a capture did."""
+
+    stream: str
+    store: str
+    decoded: int
+    kept: int
+    empty: int
+    blurred: int
+    similar: int
+    replaced: int
+    reconnects: int
+    seconds: float
+
+    def line(self) -> str:
+        fps = self.decoded / self.seconds if self.seconds > 0 else 0.0
+        return (f"{self.stream}: {self.decoded} frames decoded, {self.kept} keyframes kept "
+                f"(dropped {self.empty} empty, {self.blurred} blurred, {self.similar} similar; "
+                f"{self.replaced} replaced by a sharper twin), "
+                f"{self.reconnects} reconnects, {self.seconds:.1f} s ({fps:.1f} fps) -> {self.store}")
+
+
+class StreamCapture:
+    """Collect distinct, sharp keyframes of a video or stream into the store.
+
+    Parameters
+    ----------
+    name : str
+        Stream name: the store group and the frame-name prefix (``[A-Za-z0-9._-]``).
+    url : str
+        Local path, http(s)/HLS URL, rtsp/rtmp URL or page URL (via yt-dlp).
+    output_dir : path
+        Where ``streamface.zarr`` (and ``logs/``) live.
+    batch_size : int, default 50
+        Commit kept frames every this many decoded frames.
+    empty_threshold, blur_threshold, similarity_threshold : float, default 0.95, 50, 0.9
+        The seed's keyframe rules.
+    reconnect_interval : int, default 500
+        Live sources: reopen every this many frames (the seed's behaviour).
+    log_interval : int, default 100
+        Log progress every this many decoded frames.
+    image_format : {"jpeg", "png"}, default "jpeg"
+        Encoding of the kept frames.
+    jpeg_quality : int, default 95
+    keyframes_only : bool, default True
+    sample_fps : float or None
+        Sample frames at this rate instead of decoding keyframes only.
+    max_frames : int or None
+        Stop after this many decoded frames.
+    duration : float or None
+        Stop after this many seconds (source time for files, wall time for live).
+    prefer_sharper : bool, default True
+        See :mod:`streamface.keyframes`.
+    aligned_size : int, default 128
+        Aligned-crop size of the stream when capture creates it (the seed's 128).
+    threads : int or None
+        Decoder threads (None: FFmpeg's automatic count).
+    kernel_threads : int or None, default 1
+        Threads of the keyframe-score kernels (see :class:`~streamface.keyframes.KeyframeSelector`).
+    store : path or None
+        Use this store instead of ``<output_dir>/streamface.zarr``.
+    """
+
+    def __init__(self, name, url, output_dir, batch_size=50, empty_threshold=0.95,
+                 blur_threshold=50, similarity_threshold=0.9, reconnect_interval=500,
+                 log_interval=100, *, image_format="jpeg", jpeg_quality=95, keyframes_only=True,
+                 sample_fps=None, max_frames=None, duration=None, prefer_sharper=True,
+                 aligned_size=128, crop_size=256, threads=None, kernel_threads=1, store=None):
+        self.name = name
+        self.url = url
+        self.output_dir = output_dir
+        self.batch_size = batch_size
+        self.empty_threshold = empty_threshold
+        self.blur_threshold = blur_threshold
+        self.similarity_threshold = similarity_threshold
+        self.reconnect_interval = reconnect_interval
+        self.log_interval = log_interval
+        self.image_format = image_format
+        self.jpeg_quality = jpeg_quality
+        self.keyframes_only = keyframes_only
+        self.sample_fps = sample_fps
+        self.max_frames = max_frames
+        self.duration = duration
+        self.prefer_sharper = prefer_sharper
+        self.aligned_size = aligned_size
+        self.crop_size = crop_size
+        self.threads = threads
+        self.kernel_threads = kernel_threads
+        self.store = store
+        self.stop_event = threading.Event()
+
+    def _validate(self) -> None:
+        validate_stream_name(self.name)
+        if not isinstance(self.batch_size, int) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        for key in ("empty_threshold", "similarity_threshold"):
+            value = getattr(self, key)
+            if not 0 <= value <= 1:
+                raise ValueError(f"{key} must lie in [0, 1], got {value!r}")
+        if self.blur_threshold < 0:
+            raise ValueError(f"blur_threshold must be >= 0, got {self.blur_threshold!r}")
+        if self.image_format not in IMAGE_FORMATS:
+            raise ValueError(f"image_format must be one of {IMAGE_FORMATS}, got {self.image_format!r}")
+
+    def stop(self) -> None:
+        """End the capture after the current frame (safe from a signal handler or thread)."""
+        self.stop_event.set()
+
+    def call(self, on_keyframes=None, on_frame=None) -> CaptureSummary:
+        """Run the capture to the end of the source (or a bound) and return its summary.
+
+        Parameters
+        ----------
+        on_keyframes : callable, optional
+            ``on_keyframes(writer, kept)`` replaces the plain frame append: the fused
+            pipeline uses it to add faces to the same commit.
+        on_frame : callable, optional
+            ``on_frame(decoder_stats, selection_counts)`` after every decoded frame (progress).
+        """
+        self._validate()
+        started = time.monotonic()
+        # The source is opened first, so a bad source leaves no store or stream behind.
+        decoder = VideoDecoder(self.url, keyframes_only=self.keyframes_only,
+                               sample_fps=self.sample_fps, max_frames=self.max_frames,
+                               duration=self.duration, reconnect_interval=self.reconnect_interval,
+                               threads=self.threads, stop_event=self.stop_event)
+        try:
+            store = FaceStore.open(self.store or store_path(self.output_dir), mode="a")
+            exists = self.name in store.streams
+            writer = store.writer(self.name, create=True,
+                                  aligned_size=None if exists else self.aligned_size,
+                                  crop_size=None if exists else self.crop_size, flush_rows=0)
+            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+            _attach_log_file(Path(self.output_dir) / "logs", self.name)
+        except BaseException:
+            decoder.close()
+            raise
+        selector = KeyframeSelector(self.empty_threshold, self.blur_threshold,
+                                    self.similarity_threshold, prefer_sharper=self.prefer_sharper,
+                                    threads=self.kernel_threads)
+        with writer:
+            span = writer.capture_time_span()
+            decoder.after_time_us = span[1] if span else None
+            append = on_keyframes or self._append
+            pending: list[Candidate] = []
+            try:
+                for frame in decoder:
+                    pending += selector.offer(frame, frame.rgb())
+                    if decoder.stats.yielded % self.batch_size == 0 and pending:
+                        append(writer, pending)
+                        pending = []
+                    if on_frame is not None:
+                        on_frame(decoder.stats, selector.counts)
+                    if self.log_interval and decoder.stats.yielded % self.log_interval == 0:
+                        log.info("%s: %d frames, %d keyframes", self.name, decoder.stats.yielded,
+                                 selector.counts.kept)
+                pending += selector.finish()
+                if pending:
+                    append(writer, pending)
+            finally:
+                decoder.close()
+        c = selector.counts
+        return CaptureSummary(self.name, str(store.location), decoder.stats.yielded, c.kept, c.empty,
+                              c.blurred, c.similar - c.replaced, c.replaced,
+                              decoder.stats.reconnects, time.monotonic() - started)
+
+    def _append(self, writer, kept: list[Candidate]) -> None:
+        writer.append(frame_records(kept, self.image_format, self.jpeg_quality))
+        writer.flush()
+
+
+def _attach_log_file(folder: Path, name: str) -> None:
+    """Log this stage's messages to ``<output_dir>/logs/<name>.log`` (once per file)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = str((folder / f"{name}.log").resolve())
+    root = logging.getLogger("streamface")
+    if any(getattr(h, "baseFilename", None) == path for h in root.handlers):
+        return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)

@@ -1,0 +1,108 @@
+"""FaceExtraction on the seed's 24 real frames: the seed's faces are found, filters hold."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from engine_fixtures import engine_home  # noqa: F401
+from pipeline_fixtures import extracted, extracted_copy, model_home, seed_boxes  # noqa: F401
+
+from streamface import kernels
+from streamface.engine import box_iou
+from streamface.face_extraction import FaceExtraction
+from streamface.store import FaceStore, StoreError
+from streamface.store.export import DETECTION_COLUMNS
+from streamface.stream_capture import store_path
+
+
+def _stream(out):
+    return FaceStore.open(store_path(out)).stream("skynews")
+
+
+def test_finds_at_least_90_percent_of_the_seeds_faces(extracted, skynews):  # noqa: F811
+    out, _ = extracted
+    seed = seed_boxes(skynews / "metadata" / "detections.csv")
+    ours = seed_boxes(out / "metadata" / "detections.csv")
+    total = sum(len(b) for b in seed.values())
+    found = sum(int((box_iou(boxes, ours[frame]).max(axis=1) >= 0.5).sum())
+                for frame, boxes in seed.items() if frame in ours)
+    assert total == 37 and found / total >= 0.9
+
+
+def test_every_stored_aligned_face_passes_the_blur_rule(extracted):  # noqa: F811
+    out, _ = extracted
+    faces = _stream(out).read_faces(columns=("aligned", "blur"))
+    scores = [kernels.blur_score(a, resize=None, crop=None) for a in faces.aligned]
+    assert len(scores) > 30 and min(scores) > 25
+    np.testing.assert_allclose(faces.blur, scores, rtol=1e-6)
+
+
+def test_faces_pass_the_confidence_and_size_filters(extracted):  # noqa: F811
+    out, _ = extracted
+    stream = _stream(out)
+    faces = stream.read_faces(columns=("frame", "score", "box", "crop", "aligned"))
+    frames = stream.read_frames()
+    area = (frames.width * frames.height).astype(float)[faces.frame]
+    assert (faces.score >= 0.8).all()
+    assert (faces.box[:, 2] * faces.box[:, 3] / area > 0.005).all()
+    assert faces.aligned.shape[1:] == (128, 128, 3)
+    assert (faces.crop_size <= 256).all() and (faces.crop_size.max(axis=1) == 256).sum() > 20
+
+
+def test_writes_the_seeds_metadata_and_face_files(extracted, skynews):  # noqa: F811
+    out, _ = extracted
+    with open(out / "metadata" / "detections.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert tuple(rows[0]) == DETECTION_COLUMNS
+    frame_stems = {p.stem for p in (skynews / "frames").glob("*.png")}
+    for row in rows[1:]:
+        assert row[0].rsplit("_face_", 1)[0] in frame_stems
+        assert (out / "faces" / row[0]).is_file() and (out / "aligned_faces" / row[0]).is_file()
+        assert row[-1] == "(128, 128, 3)" and row[-3] == "(1080, 1920, 3)"
+    assert (out / "metadata" / "matches.csv").read_text().startswith("Face 1,Face 2")
+
+
+def test_resume_adds_no_face_twice(extracted_copy, skynews, model_home):  # noqa: F811
+    before = _stream(extracted_copy).num_faces
+    summary = FaceExtraction(skynews, extracted_copy).call()
+    assert summary.frames == 0 and _stream(extracted_copy).num_faces == before
+
+
+def test_resume_false_refuses_a_stream_with_faces(extracted_copy, skynews, model_home):  # noqa: F811
+    with pytest.raises(StoreError, match="already has"):
+        FaceExtraction(skynews, extracted_copy, resume=False, export=False).call()
+
+
+def test_faces_of_consecutive_similar_frames_share_a_track(model_home):  # noqa: F811
+    from streamface.face_extraction import FaceExtractor
+
+    class Fixed:
+        def detect(self, frames):
+            from streamface.engine import Detections
+            box = np.array([[100, 100, 80, 100]], np.float32)
+            lm = np.array([[[120, 130], [160, 130], [140, 150], [125, 175], [155, 175]]], np.float32)
+            return [Detections(box, lm, np.array([0.9], np.float32)) for _ in frames]
+
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 255, (360, 640, 3), np.uint8)
+    extractor = FaceExtractor(Fixed(), blur_threshold=0)
+    faces = extractor.process([frame, frame.copy()], first_row=10)
+    assert faces.match.tolist() == [10, 10]
+    other = extractor.process([rng.integers(0, 255, (360, 640, 3), np.uint8)], first_row=12)
+    assert other.match.tolist() == [12]
+
+
+def test_seed_usage_capture_then_extract_in_the_same_folder(skynews, model_home, tmp_path):  # noqa: F811
+    from streamface.stream_capture import StreamCapture
+
+    clip = skynews / "skynews_sample.mp4"
+    StreamCapture("sky", str(clip), tmp_path, max_frames=8).call()
+    first = FaceExtraction(tmp_path, tmp_path).call()
+    assert first.frames == 6 and first.faces > 0
+    assert len(list((tmp_path / "frames").glob("sky_frame_*.jpg"))) == 6  # exported by the stage
+    again = FaceExtraction(tmp_path, tmp_path).call()  # the exported frames/ are not imported twice
+    stream = FaceStore.open(store_path(tmp_path)).stream("sky")
+    assert again.frames == 0 and stream.num_frames == 6 and stream.num_faces == first.faces
