@@ -342,5 +342,297 @@ def evaluate_annotations(true_annotations, pred_annotations, noise, as_json) -> 
     click.echo(format_report(scores))
 
 
+# ---- stages 1-3: capture, extract, analyze, and the fused run ------------------------------------
+
+class _PipelineErrors:
+    """Bad sources, stores and models: one clear line and exit status 1 (no traceback)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        from streamface.engine import EngineError
+        from streamface.store import StoreError
+
+        if exc is not None and isinstance(exc, (EngineError, StoreError, ValueError, OSError)):
+            raise click.ClickException(str(exc).splitlines()[0] if str(exc) else type(exc).__name__) from None
+        return False
+
+
+def _capture_options(func):
+    options = [
+        click.option("--name", default=None, help="Stream name (store group and file prefix); "
+                     "default: the source's file stem, cleaned."),
+        click.option("--max-frames", type=click.IntRange(min=1), default=None,
+                     help="Stop after this many decoded frames."),
+        click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Stop after this many seconds (source time for files, wall time for live)."),
+        click.option("--sample-fps", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Sample frames at this rate instead of decoding keyframes only."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                     help="Commit every this many decoded frames [capture: 50, run: 8]."),
+        click.option("--empty-threshold", type=click.FloatRange(0, 1), default=0.95,
+                     help="Drop frames with more non-edge pixels than this."),
+        click.option("--blur-threshold", type=click.FloatRange(min=0), default=50.0,
+                     help="Drop frames whose blur score (seed formula) is below this."),
+        click.option("--similarity-threshold", type=click.FloatRange(0, 1), default=0.9,
+                     help="Drop frames more similar than this to the last kept frame."),
+        click.option("--prefer-sharper/--seed-selection", default=True,
+                     help="Let a sharper near-duplicate replace the last kept frame (see streamface.keyframes)."),
+        click.option("--image-format", type=click.Choice(["jpeg", "png"]), default="jpeg",
+                     help="Encoding of kept frames."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _extraction_options(func):
+    options = [
+        click.option("--detection", type=click.Choice(["yunet", "retinaface", "centerface", "scrfd"]),
+                     default=None, help="Face detector [default: yunet]."),
+        click.option("--conf-threshold", type=click.FloatRange(0, 1), default=None,
+                     help="Keep faces scoring above this [default: the detector's own, YuNet 0.8]."),
+        click.option("--size-threshold", type=click.FloatRange(min=0), default=0.005,
+                     help="Keep faces whose box covers more than this fraction of the frame."),
+        click.option("--face-blur-threshold", type=click.FloatRange(min=0), default=25.0,
+                     help="Drop faces whose aligned crop scores this blur or less."),
+        click.option("--aligned-size", type=click.IntRange(min=16), default=128,
+                     help="Side of the aligned crops."),
+        click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _analysis_options(func):
+    options = [
+        click.option("--representation", type=click.Choice(["sface", "arcface", "arcfacenet"]), default=None,
+                     help="Embedding model [default: sface]."),
+        click.option("--demographics", type=click.Choice(["fairface", "agegender", "age", "gender"]),
+                     default=None, help="Age/gender/race heads (skipped with a warning if not installed)."),
+        click.option("--expression", type=click.Choice(["dfemotion"]), default=None, help="Expression head."),
+        click.option("--mask", type=click.Choice(["chandrikanet"]), default=None, help="Mask head."),
+        click.option("--pose", type=click.Choice(["geometric", "whenet"]), default=None,
+                     help="Head pose [default: geometric, from the landmarks]."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _stream_name(name, source) -> str:
+    import re
+    from pathlib import PurePosixPath
+    from urllib.parse import urlsplit
+
+    if name:
+        return name
+    stem = PurePosixPath(urlsplit(str(source)).path).stem or "stream"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "stream"
+
+
+def _capture_stage(source, store, name, o, batch_size):
+    from streamface.pipeline import default_output_dir
+    from streamface.stream_capture import StreamCapture
+
+    return StreamCapture(
+        _stream_name(name, source), source, default_output_dir(store), batch_size=batch_size,
+        empty_threshold=o["empty_threshold"], blur_threshold=o["blur_threshold"],
+        similarity_threshold=o["similarity_threshold"], image_format=o["image_format"],
+        sample_fps=o["sample_fps"], max_frames=o["max_frames"], duration=o["duration"],
+        prefer_sharper=o["prefer_sharper"], store=store)
+
+
+def _extraction_stage(store, o, **kwargs):
+    from streamface.face_extraction import FaceExtraction
+
+    return FaceExtraction(None, None, detection=o["detection"], conf_threshold=o["conf_threshold"],
+                          size_threshold=o["size_threshold"], blur_threshold=o["face_blur_threshold"],
+                          aligned_size=(o["aligned_size"], o["aligned_size"]), device=o["device"],
+                          store=store, **kwargs)
+
+
+def _analysis_stage(store, o, **kwargs):
+    from streamface.face_analysis import FaceAnalysis
+
+    return FaceAnalysis(None, None, representation=o["representation"], demographics=o["demographics"],
+                        expression=o["expression"], mask=o["mask"], pose=o["pose"],
+                        device=o.get("device", "auto"), store=store, **kwargs)
+
+
+def _progress_bar(show, desc):
+    import sys
+
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit="frame", disable=not (sys.stderr.isatty() if show is None else show))
+
+
+@main.command("run")
+@click.argument("source")
+@click.option("--store", "store", required=True, type=click.Path(), help="Face store (created if missing).")
+@_capture_options
+@_extraction_options
+@_analysis_options
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def run(source, store, progress, **o) -> None:
+    """Capture, extract and analyze faces of SOURCE into STORE in one pass.
+
+    SOURCE is a video file, an http(s)/HLS URL, an rtsp/rtmp URL, or a page URL
+    (YouTube...) resolved through yt-dlp. A file is read to its end; a live source runs
+    until --duration, --max-frames or Ctrl-C (which commits what was processed).
+    Running again on the same stream continues after its last stored frame.
+    """
+    import time
+
+    from streamface.pipeline import Pipeline, stop_on_signals
+
+    with _PipelineErrors():
+        pipeline = Pipeline(_capture_stage(source, store, o["name"], o, o["batch_size"] or 8),
+                            _extraction_stage(store, o), _analysis_stage(store, o))
+        with _progress_bar(progress, "run") as bar, stop_on_signals(pipeline.stop):
+            started = time.monotonic()
+
+            def on_frame(stats, counts, faces):
+                bar.update(1)
+                bar.set_postfix(keyframes=counts.kept, faces=faces,
+                                fps=f"{stats.yielded / max(time.monotonic() - started, 1e-9):.1f}",
+                                refresh=False)
+
+            summary = pipeline.call(on_frame=on_frame)
+    click.echo(summary.line())
+
+
+@main.command("capture")
+@click.argument("source")
+@click.option("--store", "store", required=True, type=click.Path(), help="Face store (created if missing).")
+@_capture_options
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+def capture(source, store, progress, **o) -> None:
+    """Keep the distinct, sharp keyframes of SOURCE in STORE (stage 1 alone)."""
+    from streamface.pipeline import stop_on_signals
+
+    with _PipelineErrors():
+        stage = _capture_stage(source, store, o["name"], o, o["batch_size"] or 50)
+        with _progress_bar(progress, "capture") as bar, stop_on_signals(stage.stop):
+            def on_frame(stats, counts):
+                bar.update(1)
+                bar.set_postfix(keyframes=counts.kept, refresh=False)
+
+            summary = stage.call(on_frame=on_frame)
+    click.echo(summary.line())
+
+
+@main.command("extract")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--stream", "name", default=None, help="Only this stream [default: all].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Frames per detection batch and commit.")
+@_extraction_options
+@click.option("--export", "outdir", type=click.Path(file_okay=False), default=None,
+              help="Also write the seed's faces/, aligned_faces/ and metadata/ here.")
+@click.option("--resume/--no-resume", default=True, help="Continue after the last frame with faces.")
+def extract(store, name, batch_size, outdir, resume, **o) -> None:
+    """Detect, crop, align and match the faces of STORE's kept frames (stage 2 alone)."""
+    with _PipelineErrors():
+        stage = _extraction_stage(store, o, name=name, batch_size=batch_size, resume=resume,
+                                  export=outdir is not None)
+        stage.output_dir = outdir
+        summary = stage.call()
+    click.echo(summary.line())
+
+
+@main.command("analyze")
+@click.argument("store", type=click.Path(exists=True, file_okay=False))
+@click.option("--stream", "name", default=None, help="Only this stream [default: all].")
+@click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Faces per batch and commit.")
+@_analysis_options
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--resume/--no-resume", default=True, help="Continue after the last analysed face.")
+def analyze(store, name, batch_size, resume, **o) -> None:
+    """Embed and describe the faces of STORE (stage 3 alone)."""
+    with _PipelineErrors():
+        summary = _analysis_stage(store, o, name=name, batch_size=batch_size, resume=resume).call()
+    click.echo(summary.line())
+
+
+# ---- index: the Hierarchical Retrieval Index over a stream's embeddings ----------------------
+
+
+@main.group("index")
+def index_group() -> None:
+    """Hierarchical Retrieval Index (HRI): build one per stream, query it."""
+
+
+def _index_stream(store, stream: str | None) -> str:
+    if stream is not None:
+        return stream
+    names = store.streams
+    if len(names) != 1:
+        raise click.ClickException(f"the store has {len(names)} streams; choose one with --stream")
+    return names[0]
+
+
+@index_group.command("build")
+@click.option("--store", "location", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--stream", default=None, help="Stream to index [default: the store's only stream].")
+@click.option("--threshold", type=click.FloatRange(min=0), required=True,
+              help="Largest distance at which a face joins an identity.")
+@click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine")
+def index_build(location: str, stream: str | None, threshold: float, metric: str) -> None:
+    """Insert a stream's embeddings in face order, write the labels back, save the index."""
+    from streamface.hri import build_stream_index, index_path_for_store
+    from streamface.store import FaceStore, StoreError
+
+    try:
+        store = FaceStore.open(location, mode="a")
+        name = _index_stream(store, stream)
+        index, _ = build_stream_index(store, name, threshold, metric)
+    except (StoreError, ValueError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    depth = index.depth_stats()
+    click.echo(f"{name}: {index.size} faces, {index.num_labels} labels, depth "
+               f"{depth['min']}-{depth['max']} (mean {depth['mean']:.1f}); "
+               f"saved {index_path_for_store(location, name)}")
+
+
+@index_group.command("query")
+@click.option("--store", "location", required=True, type=click.Path(exists=True, file_okay=False))
+@click.option("--face-id", default=None, help="A stored face (its stream is taken from the id).")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An image: its best face is detected and embedded first.")
+@click.option("--stream", default=None, help="Stream of an --image query [default: the only one].")
+@click.option("-k", "k", type=click.IntRange(min=1), default=1, help="Nearest identities.")
+@click.option("--faces", type=click.IntRange(min=0), default=5, help="Nearest faces listed.")
+def index_query(location, face_id, image, stream, k, faces) -> None:
+    """Print the nearest identities (label, distance) and faces of a face id or an image."""
+    from streamface.hri import embed_image_face, query_stream_index
+    from streamface.store import FaceStore, StoreError, parse_face_id
+
+    if (face_id is None) == (image is None):
+        raise click.ClickException("give exactly one of --face-id and --image")
+    try:
+        store = FaceStore.open(location, mode="r")
+        if face_id is not None:
+            name = parse_face_id(face_id).stream
+            source = store.stream(name)
+            row = int(source.rows_of([face_id])[0])
+            if row >= source.num_embedded:
+                raise click.ClickException(f"face {face_id} has no embedding yet")
+            vector = source.read_embeddings(row, row + 1)[0]
+        else:
+            name = _index_stream(store, stream)
+            vector = embed_image_face(image, store.stream(name).embedding_model)
+        found = query_stream_index(store, name, vector, k=k, faces=faces)
+    except (StoreError, ValueError, OSError, KeyError) as exc:
+        raise click.ClickException(str(exc).strip("'\"")) from None
+    for label, dist in zip(found["labels"], found["distances"]):
+        if label >= 0:
+            click.echo(f"label {label}\tdistance {dist:.4f}")
+    for fid, label, dist in zip(found["face_ids"], found["face_labels"], found["face_distances"]):
+        click.echo(f"  {fid}\tlabel {label}\tdistance {dist:.4f}")
+
+
 if __name__ == "__main__":
     main()

@@ -1,0 +1,208 @@
+"""Hierarchical Retrieval Index: insert and query speed, tree depth, and recall against exact search.
+
+Generated unit embeddings with identity structure
+(:func:`streamface.clustering.make_identities`: Zipf identity sizes, look-alike
+families, hard faces, noise) are shuffled into a stream; the first ``n`` are
+inserted one after another (``HierarchicalRetrievalIndex.insert`` on the whole
+array, i.e. the C loop), the next ``--queries`` are held-out queries.
+
+Reported per (dim, n):
+
+- ``insert_per_s``: vectors inserted per second.
+- ``query_per_s``: held-out queries per second of ``search_batch`` (k = 1), on one
+  thread and on all threads; ``exact_query_per_s``: the same queries by exact
+  search over all ``n`` inserted vectors (FAISS ``IndexFlatIP`` when installed,
+  else NumPy matrix products), all threads.
+- ``recall_at_1``: share of queries whose HRI label equals the HRI label of their
+  exact nearest inserted vector; ``recall_at_k`` the same with HRI's ``k`` nearest
+  end nodes (beam search) containing that label.
+- ``depth``: end-node depth statistics (min / mean / median / max) and node counts.
+
+``--reference N`` also inserts the first ``N`` vectors (128-D) with the seed-faithful
+pure-Python reference from ``tests/test_hri.py``, checks the labels are identical,
+and reports the insert speed-up (best of 2 reference runs over best of 5 HRI runs,
+in wall time and in process CPU time).
+
+Run::
+
+    .venv/bin/python benchmarks/bench_hri.py [--sizes 10000,100000,1000000] [--dims 128,512]
+        [--reference 20000] [--threshold 0.4] [--json benchmarks/results/bench_hri.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from hardware import describe_hardware  # noqa: E402
+
+from streamface.clustering import make_identities  # noqa: E402
+from streamface.hri import HierarchicalRetrievalIndex  # noqa: E402
+
+
+def stream_of_faces(n: int, dim: int, seed: int = 0) -> np.ndarray:
+    """``n`` unit embeddings (float32) with identity structure, in random (stream) order."""
+    x, _ = make_identities(n, dim=dim, random_state=seed)
+    return x[np.random.default_rng(seed).permutation(n)]
+
+
+class ExactSearch:
+    """Exact nearest neighbour by inner product over unit vectors (cosine)."""
+
+    def __init__(self, base: np.ndarray):
+        try:
+            import faiss
+        except ImportError:
+            faiss = None
+        self.kind = "faiss.IndexFlatIP" if faiss is not None else "numpy"
+        base = np.ascontiguousarray(base, dtype=np.float32)
+        if faiss is not None:
+            self.index = faiss.IndexFlatIP(base.shape[1])
+            self.index.add(base)
+        else:
+            self.index = None
+            self.base = base
+
+    def nearest(self, queries: np.ndarray) -> np.ndarray:
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        if self.index is not None:
+            return self.index.search(queries, 1)[1][:, 0]
+        out = np.empty(len(queries), dtype=np.int64)
+        for start in range(0, len(queries), 1024):
+            out[start:start + 1024] = np.argmax(queries[start:start + 1024] @ self.base.T, axis=1)
+        return out
+
+
+def run_size(x: np.ndarray, n: int, queries: int, threshold: float, metric: str, k: int,
+             threads: int) -> dict:
+    base, held_out = x[:n], x[n:n + queries]
+    index = HierarchicalRetrievalIndex(threshold, metric)
+    chunk = 100_000  # bounds the float64 copy the index makes of its input
+    t = time.perf_counter()
+    labels = np.concatenate([index.insert(base[s:s + chunk]) for s in range(0, n, chunk)])
+    insert_s = time.perf_counter() - t
+
+    t = time.perf_counter()
+    hri_1, _ = index.search_batch(held_out, k=1, threads=1)
+    query_1t_s = time.perf_counter() - t
+    t = time.perf_counter()
+    hri_all, _ = index.search_batch(held_out, k=1, threads=threads)
+    query_s = time.perf_counter() - t
+    assert (hri_1 == hri_all).all()
+    t = time.perf_counter()
+    hri_k, _ = index.search_batch(held_out, k=k, threads=threads)
+    query_k_s = time.perf_counter() - t
+
+    exact = ExactSearch(base)
+    t = time.perf_counter()
+    nearest = exact.nearest(held_out)
+    exact_s = time.perf_counter() - t
+    truth = labels[nearest]
+    return {
+        "n": n, "dim": x.shape[1], "queries": len(held_out), "labels": index.num_labels,
+        "insert_s": insert_s, "insert_per_s": n / insert_s,
+        "query_per_s_1_thread": len(held_out) / query_1t_s,
+        "query_per_s": len(held_out) / query_s, "threads": threads,
+        f"query_per_s_k{k}": len(held_out) / query_k_s,
+        "exact": exact.kind, "exact_query_per_s": len(held_out) / exact_s,
+        "recall_at_1": float((hri_1[:, 0] == truth).mean()),
+        f"recall_at_{k}": float((hri_k == truth[:, None]).any(axis=1).mean()),
+        "depth": index.depth_stats(),
+    }
+
+
+def run_reference(x: np.ndarray, n: int, threshold: float, metric: str,
+                  reference_repeats: int = 2) -> dict:
+    from test_hri import ReferenceHRI
+
+    # Best of several runs each: the machine may be shared, and a load spike should not
+    # decide the ratio (the reference runs for seconds, HRI for milliseconds).
+    # Both inserts are single-threaded, so CPU time is also reported: on a shared machine
+    # it is much less sensitive to other processes than wall time.
+    data = np.asarray(x[:n], dtype=np.float64)
+    ref_s, hri_s, ref_cpu, hri_cpu = [], [], [], []
+    for _ in range(reference_repeats):
+        ref = ReferenceHRI(metric, threshold)
+        t, c = time.perf_counter(), time.process_time()
+        expected = ref.match(data)
+        ref_s.append(time.perf_counter() - t)
+        ref_cpu.append(time.process_time() - c)
+    for _ in range(5):
+        index = HierarchicalRetrievalIndex(threshold, metric)
+        t, c = time.perf_counter(), time.process_time()
+        labels = index.insert(data)
+        hri_s.append(time.perf_counter() - t)
+        hri_cpu.append(time.process_time() - c)
+    return {"n": n, "dim": x.shape[1], "identical_labels": bool((labels == expected).all()),
+            "reference_runs_s": ref_s, "hri_runs_s": hri_s,
+            "reference_runs_cpu_s": ref_cpu, "hri_runs_cpu_s": hri_cpu,
+            "reference_insert_per_s": n / min(ref_s), "hri_insert_per_s": n / min(hri_s),
+            "speedup": min(ref_s) / min(hri_s), "speedup_cpu": min(ref_cpu) / min(hri_cpu)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--dims", default="128,512")
+    parser.add_argument("--max-512", type=int, default=100_000,
+                        help="largest size run at 512-D (memory), default 100000")
+    parser.add_argument("--queries", type=int, default=10_000)
+    parser.add_argument("--threshold", type=float, default=0.4)
+    parser.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
+    parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--reference", type=int, default=20_000,
+                        help="vectors for the pure-Python reference (0 to skip)")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+
+    from streamface.kernels import _hri
+
+    threads = args.threads or _hri.default_threads()
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    dims = [int(d) for d in args.dims.split(",") if d]
+    results = {"hardware": describe_hardware(), "threshold": args.threshold,
+               "metric": args.metric, "runs": []}
+    for dim in dims:
+        dim_sizes = [n for n in sizes if dim <= 128 or n <= args.max_512]
+        if not dim_sizes:
+            continue
+        x = stream_of_faces(max(max(dim_sizes), args.reference) + args.queries, dim)
+        if args.reference and dim == 128:
+            ref = run_reference(x, args.reference, args.threshold, args.metric)
+            results["reference"] = ref
+            print(f"reference {ref['n']} x {dim}: identical={ref['identical_labels']} "
+                  f"ref {ref['reference_insert_per_s']:,.0f}/s  hri {ref['hri_insert_per_s']:,.0f}/s"
+                  f"  speed-up {ref['speedup']:,.0f}x (wall) {ref['speedup_cpu']:,.0f}x (CPU time)",
+                  flush=True)
+        for n in dim_sizes:
+            r = run_size(x, n, args.queries, args.threshold, args.metric, args.k, threads)
+            results["runs"].append(r)
+            d = r["depth"]
+            print(f"n={n:>8,} dim={dim}: insert {r['insert_per_s']:>10,.0f}/s  "
+                  f"query {r['query_per_s_1_thread']:>10,.0f}/s (1 thr) "
+                  f"{r['query_per_s']:>10,.0f}/s ({threads} thr)  "
+                  f"k={args.k} {r[f'query_per_s_k{args.k}']:>9,.0f}/s  "
+                  f"exact {r['exact_query_per_s']:>9,.0f}/s  "
+                  f"R@1 {r['recall_at_1']:.4f}  R@{args.k} {r[f'recall_at_{args.k}']:.4f}  "
+                  f"labels {r['labels']:,}  depth {d.get('min')}/{d.get('mean', 0):.1f}/"
+                  f"{d.get('max')}", flush=True)
+        del x
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
