@@ -476,8 +476,13 @@ def _progress_bar(show, desc):
 @_capture_options
 @_extraction_options
 @_analysis_options
+@click.option("--index-threshold", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Online identification: insert every new face into a hierarchical retrieval "
+              "index with this distance threshold and store its live label [default: off].")
+@click.option("--index-metric", type=click.Choice(["cosine", "euclidean"]), default="cosine",
+              help="Distance of the online index.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def run(source, store, progress, **o) -> None:
+def run(source, store, index_threshold, index_metric, progress, **o) -> None:
     """Capture, extract and analyze faces of SOURCE into STORE in one pass.
 
     SOURCE is a video file, an http(s)/HLS URL, an rtsp/rtmp URL, or a page URL
@@ -491,7 +496,8 @@ def run(source, store, progress, **o) -> None:
 
     with _PipelineErrors():
         pipeline = Pipeline(_capture_stage(source, store, o["name"], o, o["batch_size"] or 8),
-                            _extraction_stage(store, o), _analysis_stage(store, o))
+                            _extraction_stage(store, o), _analysis_stage(store, o),
+                            index_threshold=index_threshold, index_metric=index_metric)
         with _progress_bar(progress, "run") as bar, stop_on_signals(pipeline.stop):
             started = time.monotonic()
 

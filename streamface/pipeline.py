@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from streamface.face_analysis import AnalysisSummary, FaceAnalysis
 from streamface.face_extraction import ExtractionSummary, FaceExtraction
-from streamface.stream_capture import CaptureSummary, StreamCapture, frame_records
+from streamface.stream_capture import CaptureSummary, StreamCapture, frame_records, store_path
 
 __all__ = ["Pipeline", "PipelineSummary", "stop_on_signals"]
 
@@ -54,13 +56,22 @@ class Pipeline:
         Its detector and filter parameters are used (not its folders).
     analysis : FaceAnalysis or None
         Its models are used; None skips analysis.
+    index_threshold : float or None, default None
+        Online identification: every new face is inserted into a
+        :class:`~streamface.hri.HierarchicalRetrievalIndex` (this threshold and
+        ``index_metric``) as it is stored, and its HRI label is committed as the face's
+        label. The index is saved beside the store at the end. Needs ``analysis``.
+    index_metric : {"cosine", "euclidean"}, default "cosine"
     """
 
     def __init__(self, capture: StreamCapture, extraction: FaceExtraction,
-                 analysis: FaceAnalysis | None = None) -> None:
+                 analysis: FaceAnalysis | None = None, *,
+                 index_threshold: float | None = None, index_metric: str = "cosine") -> None:
         self.capture = capture
         self.extraction = extraction
         self.analysis = analysis
+        self.index_threshold = index_threshold
+        self.index_metric = index_metric
 
     def stop(self) -> None:
         """Stop after the current frame; what was processed is committed."""
@@ -82,6 +93,14 @@ class Pipeline:
             self.capture.aligned_size = extractor.aligned_size
         self.capture.crop_size = max(extractor.face_size)
 
+        online = None
+        if self.index_threshold is not None:
+            if analyzer is None:
+                raise ValueError("index_threshold: online identification needs the analysis stage")
+            online = _OnlineIndex(self.index_threshold, self.index_metric)
+            online.resume(self.capture.store or store_path(self.capture.output_dir),
+                          self.capture.name)
+
         def on_keyframes(writer, kept):
             frames = frame_records(kept, self.capture.image_format, self.capture.jpeg_quality)
             images = [c.rgb for c in kept]
@@ -92,16 +111,72 @@ class Pipeline:
             if analyzer is not None:
                 analyzer.analyze(writer, start, writer.num_faces,
                                  frames=dict(zip(frame_rows.tolist(), images)))
+            if online is not None:
+                online.label_new_faces(writer)
 
         def progress(stats, counts):
             on_frame(stats, counts, extractor.summary.faces)
 
         capture = self.capture.call(on_keyframes=on_keyframes, on_frame=progress if on_frame else None)
+        if online is not None:
+            online.save(capture.store, self.capture.name)
         extraction = extractor.summary
         extraction.store = capture.store
         analysis = analyzer.summary if analyzer is not None else AnalysisSummary(store=capture.store)
         return PipelineSummary(capture, extraction, analysis, time.monotonic() - started,
                                started - loading)
+
+
+class _OnlineIndex:
+    """A live HRI label for each face as it is stored (the seed's online identification).
+
+    On a resumed stream the index is rebuilt by inserting the stored embeddings in
+    order, which gives exactly the tree of a run that never stopped; the labels this
+    yields must equal the stored ones, else the labels came from elsewhere (offline
+    clustering, another threshold) and continuing would mix two labelings.
+    """
+
+    def __init__(self, threshold: float, metric: str) -> None:
+        self.threshold, self.metric = threshold, metric
+        self.index = None
+        self.labels: list[np.ndarray] = []
+
+    def resume(self, store_location, stream: str) -> None:
+        """Rebuild the index from what the stream already holds, before anything is added."""
+        from streamface.hri import HierarchicalRetrievalIndex
+        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
+
+        self.index = HierarchicalRetrievalIndex(self.threshold, self.metric)
+        try:
+            stored = FaceStore.open(store_location, mode="r").stream(stream)
+        except (NotAStoreError, StreamNotFoundError):
+            return  # a new store or stream: nothing to resume
+        labelled = stored.num_labelled
+        if labelled:
+            rebuilt = self.index.insert(stored.read_embeddings(0, labelled))
+            if not np.array_equal(rebuilt, stored.read_labels()[:labelled]):
+                raise ValueError(
+                    f"stream {stream!r} has labels that an online index with threshold "
+                    f"{self.threshold} did not make; run without the online index, or "
+                    f"relabel with 'streamface index build'")
+            self.labels.append(rebuilt)
+
+    def label_new_faces(self, writer) -> None:
+        labelled, embedded = writer.num_labelled, writer.num_embedded
+        if embedded > labelled:
+            new = self.index.insert(writer.read_embeddings(labelled, embedded))
+            writer.write_labels(new, start=labelled)
+            self.labels.append(new)
+
+    def save(self, store_location, stream: str) -> None:
+        from streamface.hri import HRIError
+
+        try:
+            self.index.save_to_store(store_location, stream,
+                                     face_labels=np.concatenate(self.labels) if self.labels
+                                     else np.empty(0, np.int64))
+        except HRIError:
+            pass  # a remote store: the labels are in the store, the tree is not kept
 
 
 @contextmanager
