@@ -18,6 +18,12 @@ Reported per (dim, n):
   end nodes (beam search) containing that label.
 - ``depth``: end-node depth statistics (min / mean / median / max) and node counts.
 
+``--real`` (on by default where ``../shared/data/identities`` exists) repeats the
+measures on the real faces we have: ORL (40 people x 10) and johns (5 x 11),
+embedded with SFace; the last photo of each person is the query, the rest are
+inserted; ``identity_accuracy`` is the share of queries whose HRI label is the
+label most of that person's inserted faces got.
+
 ``--reference N`` also inserts the first ``N`` vectors (128-D) with the seed-faithful
 pure-Python reference from ``tests/test_hri.py``, checks the labels are identical,
 and reports the insert speed-up (best of 2 reference runs over best of 5 HRI runs,
@@ -150,6 +156,49 @@ def run_reference(x: np.ndarray, n: int, threshold: float, metric: str,
             "speedup": min(ref_s) / min(hri_s), "speedup_cpu": min(ref_cpu) / min(hri_cpu)}
 
 
+def real_faces(identities: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """SFace embeddings of the labelled face sets: {set: (vectors (n, 128), person ids (n,))}."""
+    from PIL import Image
+
+    from streamface.engine import load_recognizer
+
+    recognizer = load_recognizer()
+    sets = {}
+    for name, pattern in (("orl", "*.pgm"), ("johns", "*.jpg")):
+        folder = identities / name
+        people = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+        if not people:
+            continue
+        crops, ids = [], []
+        for person, path in ((i, f) for i, p in enumerate(people)
+                             for f in sorted(p.glob(pattern), key=lambda f: (len(f.name), f.name))):
+            with Image.open(path) as im:
+                crops.append(np.asarray(im.convert("RGB").resize((112, 112), Image.BILINEAR)))
+            ids.append(person)
+        sets[name] = (recognizer.embed_aligned(np.stack(crops)), np.asarray(ids))
+    return sets
+
+
+def run_real(vectors: np.ndarray, people: np.ndarray, threshold: float, metric: str) -> dict:
+    last = np.zeros(len(people), bool)
+    last[np.r_[np.flatnonzero(np.diff(people)), len(people) - 1]] = True
+    base, queries = vectors[~last], vectors[last]
+    index = HierarchicalRetrievalIndex(threshold, metric)
+    t = time.perf_counter()
+    labels = index.insert(base)
+    insert_s = time.perf_counter() - t
+    t = time.perf_counter()
+    found, _ = index.search_batch(queries, k=1, threads=1)
+    query_s = time.perf_counter() - t
+    truth = labels[ExactSearch(base).nearest(queries)]
+    majority = np.array([np.bincount(labels[people[~last] == p]).argmax() for p in people[last]])
+    return {"inserted": len(base), "queries": len(queries), "labels": index.num_labels,
+            "people": len(queries), "insert_per_s": len(base) / insert_s,
+            "query_per_s_1_thread": len(queries) / query_s,
+            "recall_at_1": float((found[:, 0] == truth).mean()),
+            "identity_accuracy": float((found[:, 0] == majority).mean())}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
@@ -163,6 +212,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--reference", type=int, default=20_000,
                         help="vectors for the pure-Python reference (0 to skip)")
+    parser.add_argument("--real", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure on the real labelled faces (../shared/data/identities)")
+    parser.add_argument("--real-threshold", type=float, default=0.5,
+                        help="threshold for the real SFace embeddings")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
@@ -198,6 +251,16 @@ def main(argv=None) -> int:
                   f"labels {r['labels']:,}  depth {d.get('min')}/{d.get('mean', 0):.1f}/"
                   f"{d.get('max')}", flush=True)
         del x
+    identities = REPO.parent / "shared" / "data" / "identities"
+    if args.real and identities.is_dir():
+        results["real"] = {}
+        for name, (vectors, people) in real_faces(identities).items():
+            r = run_real(vectors, people, args.real_threshold, args.metric)
+            results["real"][name] = r
+            print(f"real {name}: {r['inserted']} inserted, {r['labels']} labels for "
+                  f"{r['people']} people; insert {r['insert_per_s']:,.0f}/s  "
+                  f"query {r['query_per_s_1_thread']:,.0f}/s  R@1 {r['recall_at_1']:.3f}  "
+                  f"identity accuracy {r['identity_accuracy']:.3f}", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
