@@ -159,7 +159,7 @@ def models_fetch(cache, name: str, wheel: str | None, timeout: float) -> None:
 
 # ---- analysis stages: feature evaluation, clustering, cluster evaluation and matching, annotation scores ----
 
-_THRESHOLD_NOTE = "default: the embedding model's value; for now the seed's"
+_THRESHOLD_NOTE = "default: the embedding model's calibrated value (see --model)"
 
 
 class _StageErrors:
@@ -229,17 +229,22 @@ def evaluate_features(features, stream, name, output, metric, max_samples, k, th
 @click.option("--linkage", type=click.Choice(["single", "complete", "average", "weighted", "centroid", "median",
                                               "ward"]), default="complete", help="Linkage rule.")
 @click.option("--matching-threshold", type=click.FloatRange(min=0), default=None,
-              help=f"Linkage cut [{_THRESHOLD_NOTE} 0.3].")
+              help=f"Linkage cut [{_THRESHOLD_NOTE}: SFace 0.5; the seed's 0.3 for its ArcFace+FaceNet].")
 @click.option("--batch-size", "matching_batchsize", type=click.IntRange(min=1), default=20000,
               help="hac: faces per batch; knn: largest group per linkage (with --max-component).")
 @click.option("--merging-threshold", type=click.FloatRange(min=0), default=None,
-              help=f"Matched clusters join below this mean distance [{_THRESHOLD_NOTE} 0.5].")
+              help=f"Matched clusters join below this mean distance [{_THRESHOLD_NOTE}: SFace 0.6; "
+                   "the seed's 0.5].")
+@click.option("--model", default=None,
+              help="Embedding model whose calibrated thresholds are the defaults [default: the one recorded "
+                   "in the store; none recorded or unknown: the seed's values, with a warning].")
 @click.option("--neighbors", "n_neighbors", type=click.IntRange(min=1), default=32, help="knn: neighbours per face.")
 @click.option("--max-component", type=click.IntRange(min=1), default=5000, help="knn: largest group per linkage.")
 @click.option("--copy-faces/--no-copy-faces", default=False, help="Copy faces into labeled_faces/<label>/.")
 @click.option("--store-labels/--no-store-labels", default=True, help="Write the labels into the store.")
 def cluster(features, stream, matches_path, faces_dir, output_dir, method, metric, linkage, matching_threshold,
-            matching_batchsize, merging_threshold, n_neighbors, max_component, copy_faces, store_labels) -> None:
+            matching_batchsize, merging_threshold, model, n_neighbors, max_component, copy_faces,
+            store_labels) -> None:
     """Cluster the faces of FEATURES into identities; write annotations.json (and the store's labels).
 
     FEATURES is '<store>::<stream>', a store (with --stream), a .npz with arrays
@@ -251,14 +256,15 @@ def cluster(features, stream, matches_path, faces_dir, output_dir, method, metri
         result = FaceClustering(features, matches_path, faces_dir, output_dir, metric, linkage, matching_threshold,
                                 matching_batchsize, merging_threshold, method=method, stream=stream,
                                 copy_faces=copy_faces, write_store=store_labels, n_neighbors=n_neighbors,
-                                max_component=max_component, verbose=False).call()
+                                max_component=max_component, verbose=False, model=model).call()
     where = [str(p) for p in (result.annotations_path,) if p is not None]
     if result.store_written:
         where.append("the store")
     sil = "undefined" if result.silhouette is None else f"{result.silhouette:.3f}"
     click.echo(f"{len(result.labels)} faces -> {result.n_clusters} clusters ({method}; "
                f"{result.clusters_before_merging} before merging {result.matches} matches), silhouette {sil}, "
-               f"{sum(result.seconds.values()):.1f} s; wrote {' and '.join(where)}")
+               f"{sum(result.seconds.values()):.1f} s; wrote {' and '.join(where)}"
+               + "".join(f"; warning: {note}" for note in result.warnings))
 
 
 @main.command("evaluate-clusters")
@@ -302,12 +308,17 @@ def evaluate_clusters(features, annotations, stream, name, scores_path, plots_pa
 @_metric_option
 @click.option("--topk", type=click.IntRange(min=1), default=10000, help="The largest clusters compared.")
 @click.option("--min-threshold", type=click.FloatRange(min=0), default=None,
-              help=f"A cluster's closest match must be below it [{_THRESHOLD_NOTE} 0.35].")
+              help=f"A cluster's closest match must be below it [{_THRESHOLD_NOTE}: SFace 0.55; the seed's "
+                   "0.35 for its ArcFace+FaceNet].")
 @click.option("--max-threshold", type=click.FloatRange(min=0), default=None,
-              help=f"Pairs up to this distance are listed [{_THRESHOLD_NOTE} 0.5].")
+              help=f"Pairs up to this distance are listed [{_THRESHOLD_NOTE}: SFace 0.65; the seed's 0.5].")
+@click.option("--model", default=None,
+              help="Embedding model whose calibrated thresholds are the defaults [default: the one recorded "
+                   "in the store; none recorded or unknown: the seed's values, with a warning].")
 @click.option("--mode", type=click.Choice(["average", "single", "triplet"]), default="average",
               help="Cluster distance: means, closest members, or means and extreme members.")
-def match_clusters(features, annotations, stream, evals_path, metric, topk, min_threshold, max_threshold, mode) -> None:
+def match_clusters(features, annotations, stream, evals_path, metric, topk, min_threshold, max_threshold, model,
+                   mode) -> None:
     """Suggest cluster pairs of ANNOTATIONS that may be one person; write cluster_evals.json.
 
     FEATURES is '<store>::<stream>', a store (with --stream), a .npz with arrays
@@ -316,10 +327,12 @@ def match_clusters(features, annotations, stream, evals_path, metric, topk, min_
     from streamface.cluster_matching import ClusterMatching
 
     with _StageErrors():
-        matches = ClusterMatching(features, annotations, evals_path, metric, topk, min_threshold, max_threshold,
-                                  mode, stream=stream, verbose=False).match()
+        stage = ClusterMatching(features, annotations, evals_path, metric, topk, min_threshold, max_threshold,
+                                mode, stream=stream, verbose=False, model=model)
+        matches = stage.match()
     clusters = len({key.split(",")[0] for key in matches})
-    click.echo(f"{len(matches)} suggested pairs for {clusters} clusters ({mode}); wrote {evals_path}")
+    click.echo(f"{len(matches)} suggested pairs for {clusters} clusters ({mode}); wrote {evals_path}"
+               + "".join(f"; warning: {note}" for note in stage.warnings))
 
 
 @main.command("evaluate-annotations")

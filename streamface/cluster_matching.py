@@ -23,13 +23,14 @@ mode lists each pair once (the seed listed it in both orders).
 ...     features_path="data/news.zarr::skynews",
 ...     annotations_path="data/skynews/metadata/annotations.json",
 ...     evals_path="data/skynews/metadata/cluster_evals.json",
-...     metric="cosine", topk=10000, min_threshold=0.35, max_threshold=0.5, mode="average",
+...     metric="cosine", topk=10000, min_threshold=None, max_threshold=None, mode="average",
 ... )
 >>> matches = model.match()                                          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -37,10 +38,12 @@ import numpy as np
 
 from streamface.annotations import read_annotations, write_json
 from streamface.clustering.cluster_distances import MODES, cluster_pair_distances
-from streamface.clustering.thresholds import resolve_threshold
+from streamface.clustering.thresholds import resolve_threshold, threshold_warning
 from streamface.features import METRICS, labelled_embeddings, load_features, validate_embeddings
 
 __all__ = ["ClusterMatching", "select_matches", "top_clusters"]
+
+log = logging.getLogger(__name__)
 
 
 def top_clusters(labels: np.ndarray, topk: int) -> np.ndarray:
@@ -107,20 +110,25 @@ class ClusterMatching:
         One of :data:`streamface.features.METRICS`.
     topk : int, default 10000
         The largest clusters compared.
-    min_threshold : float or None, default 0.35
-        A cluster's matches are listed only if its closest is below it; None: the
-        model's default (for now the seed's 0.35).
-    max_threshold : float or None, default 0.5
-        Pairs up to this distance are listed; None: the model's default (for now 0.5).
+    min_threshold : float or None, default None
+        A cluster's matches are listed only if its closest is below it. None: the
+        embedding model's calibrated value (SFace 0.55); the seed's 0.35 for its
+        ArcFace+FaceNet, and for a model without calibrated values (with a warning).
+    max_threshold : float or None, default None
+        Pairs up to this distance are listed. None: the model's value (SFace 0.65;
+        the seed's 0.5).
     mode : {"average", "single", "triplet"}, default "average"
     stream : str, optional
         The stream, when ``features_path`` is a store without ``::<stream>``.
     verbose : bool, default True
+    model : str, optional
+        The embedding model's registry name, for resolving ``None`` thresholds;
+        default: the model recorded in the store.
     """
 
     def __init__(self, features_path, annotations_path, evals_path, metric: str = "cosine", topk: int = 10000,
-                 min_threshold: float | None = 0.35, max_threshold: float | None = 0.5, mode: str = "average",
-                 *, stream: str | None = None, verbose: bool = True) -> None:
+                 min_threshold: float | None = None, max_threshold: float | None = None, mode: str = "average",
+                 *, stream: str | None = None, verbose: bool = True, model: str | None = None) -> None:
         self.features_path = features_path
         self.annotations_path = annotations_path
         self.evals_path = evals_path
@@ -131,6 +139,8 @@ class ClusterMatching:
         self.mode = mode
         self.stream = stream
         self.verbose = verbose
+        self.model = model
+        self.warnings: list[str] = []
 
     def _validate_params(self) -> None:
         if self.mode not in MODES:
@@ -157,8 +167,15 @@ class ClusterMatching:
         self._validate_params()
         self._say("Reading data ...")
         features = load_features(self.features_path, stream=self.stream)
-        min_t = resolve_threshold("min_threshold", self.min_threshold, features.model)
-        max_t = resolve_threshold("max_threshold", self.max_threshold, features.model)
+        model = self.model or features.model
+        min_t = resolve_threshold("min_threshold", self.min_threshold, model)
+        max_t = resolve_threshold("max_threshold", self.max_threshold, model)
+        self.thresholds = {"min_threshold": min_t, "max_threshold": max_t}
+        note = threshold_warning(model, self.min_threshold, self.max_threshold, metric=self.metric)
+        self.warnings = [note] if note else []
+        for note in self.warnings:
+            log.warning(note)
+            self._say(f"Warning: {note}")
         annotations = read_annotations(self.annotations_path)
         x, labels, names = labelled_embeddings(features, annotations)
         validate_embeddings(x, self.metric, names)

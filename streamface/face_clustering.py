@@ -26,15 +26,16 @@ Two methods:
 ...     output_dir="data/skynews",
 ...     metric="cosine",
 ...     linkage="complete",
-...     matching_threshold=0.3,
+...     matching_threshold=None,        # the embedding model's calibrated value (seed: 0.3)
 ...     matching_batchsize=20000,
-...     merging_threshold=0.5,
+...     merging_threshold=None,         # the model's value (seed: 0.5)
 ... )
 >>> result = cluster.call()                                     # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 import warnings
@@ -54,6 +55,7 @@ from streamface.clustering import (
     order_by_size,
     resolve_threshold,
 )
+from streamface.clustering.thresholds import threshold_warning
 from streamface.features import METRICS, Features, load_features, validate_embeddings
 from streamface.matches import match_rows, read_matches_csv, store_match_rows
 
@@ -61,6 +63,8 @@ __all__ = ["ClusteringResult", "FaceClustering", "METHODS", "silhouette"]
 
 #: Clustering methods.
 METHODS = ("hac", "knn")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -87,6 +91,13 @@ class ClusteringResult:
         Whether the labels were written into the store.
     seconds : dict
         Time per step.
+    thresholds : dict
+        The thresholds used (``matching_threshold``, ``merging_threshold``), after
+        resolving ``None`` from the embedding model.
+    model : str or None
+        The embedding model the thresholds were resolved for.
+    warnings : list of str
+        E.g. no calibrated thresholds for the model (the seed's were used).
     """
 
     names: np.ndarray
@@ -99,6 +110,9 @@ class ClusteringResult:
     labeled_faces: int = 0
     store_written: bool = False
     seconds: dict = field(default_factory=dict)
+    thresholds: dict = field(default_factory=dict)
+    model: str | None = None
+    warnings: list = field(default_factory=list)
 
 
 def silhouette(x: np.ndarray, labels: np.ndarray, metric: str, *, max_samples: int = 10000,
@@ -151,16 +165,17 @@ class FaceClustering:
     linkage : str, default "complete"
         One of :data:`streamface.clustering.LINKAGES`; ``knn`` supports single,
         complete, average and weighted; centroid, median and ward need euclidean.
-    matching_threshold : float or None, default 0.3
-        Linkage cut. None: the default for the embedding model (for now the
-        seed's 0.3, tuned for its arcfacenet embeddings; see
-        :mod:`streamface.clustering.thresholds`).
+    matching_threshold : float or None, default None
+        Linkage cut. None: the embedding model's calibrated value (SFace 0.5); the
+        seed's 0.3 for its ArcFace+FaceNet, and for a model without calibrated
+        values (with a warning). See :mod:`streamface.clustering.thresholds`.
     matching_batchsize : int, default 20000
         ``hac``: faces per batch (the seed's); ``knn``: the largest group one
         linkage handles is ``min(matching_batchsize, max_component)``.
-    merging_threshold : float or None, default 0.5
+    merging_threshold : float or None, default None
         Matched clusters join when their mean member distance is below it.
-        None: the model's default (for now the seed's 0.5).
+        None: the embedding model's calibrated value (SFace 0.6); the seed's 0.5
+        for its ArcFace+FaceNet.
     method : {"hac", "knn"}, default "hac"
     stream : str, optional
         The stream, when ``features_path`` is a store without ``::<stream>``.
@@ -178,14 +193,18 @@ class FaceClustering:
     random_state : int, default 0
     verbose : bool, default True
         Print progress, as the seed did.
+    model : str, optional
+        The embedding model's registry name, for resolving ``None`` thresholds;
+        default: the model recorded in the store (``.npz``/``.pkl`` record none).
     """
 
     def __init__(self, features_path, matches_path=None, faces_dir=None, output_dir=None,
-                 metric: str = "cosine", linkage: str = "complete", matching_threshold: float | None = 0.3,
-                 matching_batchsize: int = 20000, merging_threshold: float | None = 0.5, *,
+                 metric: str = "cosine", linkage: str = "complete", matching_threshold: float | None = None,
+                 matching_batchsize: int = 20000, merging_threshold: float | None = None, *,
                  method: str = "hac", stream: str | None = None, copy_faces: bool = False,
                  write_store: bool = True, n_neighbors: int = 32, max_component: int = 5000,
-                 silhouette_samples: int = 10000, random_state: int = 0, verbose: bool = True) -> None:
+                 silhouette_samples: int = 10000, random_state: int = 0, verbose: bool = True,
+                 model: str | None = None) -> None:
         self.features_path = features_path
         self.matches_path = matches_path
         self.faces_dir = faces_dir
@@ -204,6 +223,7 @@ class FaceClustering:
         self.silhouette_samples = silhouette_samples
         self.random_state = random_state
         self.verbose = verbose
+        self.model = model
 
     # ---- validation -----------------------------------------------------------------------------
 
@@ -272,8 +292,14 @@ class FaceClustering:
         self._say(f"Reading features {self.features_path} ...")
         features = load_features(self.features_path, stream=self.stream)
         self._validate_sources(features)
-        matching = resolve_threshold("matching_threshold", self.matching_threshold, features.model)
-        merging = resolve_threshold("merging_threshold", self.merging_threshold, features.model)
+        model = self.model or features.model
+        matching = resolve_threshold("matching_threshold", self.matching_threshold, model)
+        merging = resolve_threshold("merging_threshold", self.merging_threshold, model)
+        note = threshold_warning(model, self.matching_threshold, self.merging_threshold, metric=self.metric)
+        notes = [note] if note else []
+        for note in notes:
+            log.warning(note)
+            self._say(f"Warning: {note}")
         x = features.embeddings
         validate_embeddings(x, self.metric, features.names)
         pairs_i, pairs_j = self._matches(features)
@@ -322,7 +348,8 @@ class FaceClustering:
         copied = self._copy_faces(features, labels) if self.copy_faces else 0
         seconds["write"] = time.perf_counter() - t0
         return ClusteringResult(features.names, labels, n_clusters, before, len(pairs_i), score,
-                                annotations_path, copied, store_written, seconds)
+                                annotations_path, copied, store_written, seconds,
+                                {"matching_threshold": matching, "merging_threshold": merging}, model, notes)
 
     def _matches(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
         if self.matches_path is not None:

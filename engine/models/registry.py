@@ -71,6 +71,44 @@ class Preparation:
 
 
 @dataclass(frozen=True)
+class ClusteringDefaults:
+    """A recognizer's calibrated thresholds for the clustering stages (distances in ``metric``).
+
+    ``matching_threshold``: the linkage cut of face clustering; ``merging_threshold``:
+    track-matched clusters join below this mean member distance; ``min_threshold`` /
+    ``max_threshold``: cluster matching (a cluster's closest match below ``min``, pairs
+    listed up to ``max``). ``source``: one line on the data the values came from.
+    """
+
+    matching_threshold: float
+    merging_threshold: float
+    min_threshold: float
+    max_threshold: float
+    metric: str
+    source: str
+
+    def thresholds(self) -> dict[str, float]:
+        """``{parameter name: value}`` of the four thresholds."""
+        return {"matching_threshold": self.matching_threshold,
+                "merging_threshold": self.merging_threshold,
+                "min_threshold": self.min_threshold, "max_threshold": self.max_threshold}
+
+
+#: The seed's clustering thresholds, tuned for its ArcFace+FaceNet concatenation (SEED_README).
+SEED_CLUSTERING = ClusteringDefaults(
+    matching_threshold=0.3, merging_threshold=0.5, min_threshold=0.35, max_threshold=0.5,
+    metric="cosine",
+    source="the seed's values for its ArcFace+FaceNet (arcfacenet) embeddings, not re-measured here")
+
+#: SFace, calibrated by ``benchmarks/calibrate_clustering.py`` on the public labelled data.
+SFACE_CLUSTERING = ClusteringDefaults(
+    matching_threshold=0.5, merging_threshold=0.6, min_threshold=0.55, max_threshold=0.65,
+    metric="cosine",
+    source=("benchmarks/calibrate_clustering.py: complete-linkage cut maximising mean BCubed F "
+            "(0.998 at 0.5) on identities/johns, identities/orl and the seed's 37 skynews faces"))
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One registry entry.
 
@@ -100,6 +138,9 @@ class ModelSpec:
         For ``carrier=None``: which file the user supplies (``--model-path``/``path=``).
     licence_warning : str or None
         Said whenever the weights are fetched or prepared (e.g. no stated licence).
+    clustering : ClusteringDefaults or None
+        Recognizers: calibrated clustering thresholds and metric (what ``None``
+        thresholds of the clustering stages resolve to).
     """
 
     name: str
@@ -115,6 +156,7 @@ class ModelSpec:
     extra: Mapping[str, object] = field(default_factory=dict)
     user_file: str | None = None
     licence_warning: str | None = None
+    clustering: ClusteringDefaults | None = None
 
     @property
     def file_name(self) -> str:
@@ -244,6 +286,7 @@ _ENTRIES = (
             probe=((1, 3, 112, 112), (3, 3, 112, 112)), output_shapes=_sface_outputs),
         description="SFace 2021dec face recognizer, 128-D (int8 block-quantized, folded)",
         out_of_the_box=True,
+        clustering=SFACE_CLUSTERING,
     ),
     ModelSpec(
         name="retinaface",
@@ -404,6 +447,8 @@ _ENTRIES = (
             output_shapes=None, output_check=_check_embedding),
         description="ArcFace (InsightFace R50/R100, e.g. buffalo_l w600k_r50.onnx), 512-D",
         user_file="InsightFace ArcFace ONNX (e.g. w600k_r50.onnx from buffalo_l)",
+        # Placeholder until measured: the seed's values (its ArcFace+FaceNet concatenation).
+        clustering=SEED_CLUSTERING,
     ),
     ModelSpec(
         name="scrfd",

@@ -4,13 +4,20 @@ The seed's thresholds were tuned for its ``arcfacenet`` embeddings (ArcFace and
 FaceNet concatenated, cosine distance). Other recognisers (our default SFace)
 spread faces differently, so a threshold only means something for one model.
 Every stage accepts ``None`` for these parameters and resolves it here from the
-embedding model's name; until per-model values are measured and registered, every
-model gets the seed's values.
+embedding model's name (``Stream.embedding_model``, or a ``model=`` argument): the
+recognizer's calibrated values in the engine registry (``ModelSpec.clustering``,
+e.g. SFace's, measured by ``benchmarks/calibrate_clustering.py``). A model the
+registry does not know, or no model at all, gets the seed's values, with a warning
+(:func:`threshold_warning`). An explicit number always wins.
+
+The registry is read lazily (no model is loaded; no inference session is made).
 """
 
 from __future__ import annotations
 
-__all__ = ["SEED_THRESHOLDS", "resolve_threshold"]
+import functools
+
+__all__ = ["SEED_THRESHOLDS", "model_thresholds", "resolve_threshold", "threshold_warning"]
 
 #: The seed's values (SEED_README), by parameter name.
 SEED_THRESHOLDS: dict[str, float] = {
@@ -20,12 +27,51 @@ SEED_THRESHOLDS: dict[str, float] = {
     "max_threshold": 0.5,        # cluster matching: pairs listed up to it
 }
 
-#: Per-model values, ``{model name: {parameter: value}}``; filled when measured.
+#: Extra per-model values, ``{model name: {parameter: value}}``, over the registry's (tests, users).
 MODEL_THRESHOLDS: dict[str, dict[str, float]] = {}
 
 
+@functools.lru_cache(maxsize=None)
+def _registry_defaults(model: str):
+    from streamface.engine.models.registry import REGISTRY
+
+    return getattr(REGISTRY.get(model), "clustering", None)
+
+
+def _registry_thresholds(model: str) -> dict[str, float] | None:
+    defaults = _registry_defaults(model)
+    return None if defaults is None else defaults.thresholds()
+
+
+def model_thresholds(model: str | None) -> dict[str, float] | None:
+    """The calibrated thresholds of embedding model ``model``; None when it has none (unknown, absent)."""
+    if not model:
+        return None
+    if model in MODEL_THRESHOLDS:
+        return {**SEED_THRESHOLDS, **MODEL_THRESHOLDS[model]}
+    return _registry_thresholds(str(model))
+
+
+def threshold_warning(model: str | None, *values: float | None, metric: str | None = None) -> str | None:
+    """A one-line warning when a ``None`` among ``values`` falls back to the seed's thresholds, else None.
+
+    With ``metric``: also when the model's values were calibrated for another metric.
+    """
+    if all(v is not None for v in values):
+        return None
+    if model_thresholds(model) is not None:
+        defaults = None if model in MODEL_THRESHOLDS else _registry_defaults(str(model))
+        if metric is not None and defaults is not None and metric != defaults.metric:
+            return (f"the default thresholds of {model!r} are {defaults.metric} distances, but metric={metric!r}: "
+                    f"pass thresholds for {metric!r} explicitly")
+        return None
+    which = f"embedding model {model!r} has no calibrated thresholds" if model else "no embedding model recorded"
+    return (f"{which}: using the seed's clustering thresholds (tuned for its ArcFace+FaceNet); "
+            f"pass them explicitly or calibrate with benchmarks/calibrate_clustering.py")
+
+
 def resolve_threshold(name: str, value: float | None, model: str | None = None) -> float:
-    """The threshold to use: ``value`` when given, else the model's default, else the seed's.
+    """The threshold to use: ``value`` when given, else the model's calibrated value, else the seed's.
 
     Parameters
     ----------
@@ -33,7 +79,8 @@ def resolve_threshold(name: str, value: float | None, model: str | None = None) 
         A key of :data:`SEED_THRESHOLDS`.
     value : float or None
     model : str, optional
-        The embedding model's name (as recorded in the store).
+        The embedding model's name (as recorded in the store); unknown or None: the seed's value
+        (:func:`threshold_warning` says so).
 
     Returns
     -------
@@ -47,7 +94,7 @@ def resolve_threshold(name: str, value: float | None, model: str | None = None) 
     if name not in SEED_THRESHOLDS:
         raise KeyError(f"unknown threshold {name!r}; known: {sorted(SEED_THRESHOLDS)}")
     if value is None:
-        return MODEL_THRESHOLDS.get(model or "", {}).get(name, SEED_THRESHOLDS[name])
+        return (model_thresholds(model) or SEED_THRESHOLDS)[name]
     try:
         out = float(value)
     except (TypeError, ValueError):
