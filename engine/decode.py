@@ -96,9 +96,17 @@ def _av_reason(exc: BaseException) -> str:
     return text.splitlines()[0]
 
 
-def open_container(source: Source, *, open_timeout: float = 15.0, read_timeout: float = 15.0):
-    """Open ``source`` with PyAV; one-line :class:`SourceError` when it is not a readable video."""
+def open_container(source: Source, *, open_timeout: float = 15.0, read_timeout: float = 15.0,
+                   live_start_index: int | None = None):
+    """Open ``source`` with PyAV; one-line :class:`SourceError` when it is not a readable video.
+
+    ``live_start_index``: HLS only, the playlist segment to start a live stream at
+    (FFmpeg's option; its default -3 starts 3 segments before the end, 0 at the first
+    segment the playlist still lists).
+    """
     options = {}
+    if live_start_index is not None:
+        options["live_start_index"] = str(int(live_start_index))
     if source.headers:
         options["headers"] = "".join(f"{k}: {v}\r\n" for k, v in source.headers.items())
     if source.kind == "stream" and source.location.lower().startswith("rtsp"):
@@ -187,6 +195,7 @@ class VideoDecoder:
         if live is None:
             live = not self.source.is_local and self._container.duration is None
         self.live = bool(live)
+        self._hls = "hls" in (self._container.format.name or "")
         self.reconnect = self.live if reconnect is None else bool(reconnect)
         self.width = stream.codec_context.width
         self.height = stream.codec_context.height
@@ -198,6 +207,7 @@ class VideoDecoder:
         self._last_pts: float | None = None
         self._last_time_us: int | None = None
         self._past_duration = False
+        self._interval_reopen = False
 
     def _default_start_us(self) -> int:
         created = self._container.metadata.get("creation_time")
@@ -219,6 +229,7 @@ class VideoDecoder:
             if self._container is None:
                 if not self._reopen(failures):
                     return
+            self._interval_reopen = False
             try:
                 for frame in self._frames(started):
                     failures = 0
@@ -229,9 +240,17 @@ class VideoDecoder:
             except (av.error.FFmpegError, OSError) as exc:
                 ended, error = False, exc
             finally:
+                # A live source that now has a duration (an HLS playlist with
+                # #EXT-X-ENDLIST after a reconnect) is over once read to its end.
+                finished = (self.live and self._container is not None
+                            and self._container.duration is not None)
                 if self._container is not None and (self._done(started) or self.stop_event.is_set()):
                     self.close()
             if self._done(started) or self.stop_event.is_set():
+                return
+            if ended and finished and not self._interval_reopen:
+                log.info("%s: live stream finished", self.source.original)
+                self.close()
                 return
             if not self.reconnect:
                 if error is not None:
@@ -313,6 +332,7 @@ class VideoDecoder:
             if self._done(started) or self.stop_event.is_set():
                 return
             if self.live and self.reconnect_interval and since_open >= self.reconnect_interval:
+                self._interval_reopen = True
                 return  # the seed reopens live streams every reconnect_interval frames
 
     def _reopen(self, failures: int) -> bool:
@@ -326,12 +346,19 @@ class VideoDecoder:
             self.stats.reconnects += 1
             try:
                 self._container = open_container(self.source, open_timeout=self.open_timeout,
-                                                 read_timeout=self.read_timeout)
+                                                 read_timeout=self.read_timeout,
+                                                 live_start_index=self._reopen_start_index())
                 return True
             except SourceError as exc:
                 log.warning("%s", exc)
                 failures += 1
         return False
+
+    def _reopen_start_index(self) -> int | None:
+        # A live HLS stream is read again from the first segment its playlist still
+        # lists, so the segments published during an outage are not lost (FFmpeg starts
+        # 3 segments before the end); the repeats are skipped by pts.
+        return 0 if self.live and self._hls else None
 
     # ---- resources ------------------------------------------------------------------------------
 
