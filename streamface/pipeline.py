@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamface.face_analysis import AnalysisSummary, FaceAnalysis
+from streamface.face_analysis import AnalysisSummary, FaceAnalysis, first_unanalysed
 from streamface.face_extraction import ExtractionSummary, FaceExtraction
 from streamface.stream_capture import CaptureSummary, StreamCapture, frame_records, store_path
 
@@ -100,6 +100,8 @@ class Pipeline:
             online = _OnlineIndex(self.index_threshold, self.index_metric)
             online.resume(self.capture.store or store_path(self.capture.output_dir),
                           self.capture.name)
+        if analyzer is not None:
+            self._catch_up(analyzer, online)
 
         def on_keyframes(writer, kept):
             frames = frame_records(kept, self.capture.image_format, self.capture.jpeg_quality)
@@ -125,6 +127,25 @@ class Pipeline:
         analysis = analyzer.summary if analyzer is not None else AnalysisSummary(store=capture.store)
         return PipelineSummary(capture, extraction, analysis, time.monotonic() - started,
                                started - loading)
+
+    def _catch_up(self, analyzer, online) -> None:
+        """Analyse stored faces left without embeddings (a run killed between a batch's
+        commit and its analysis) before continuing the stream."""
+        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
+
+        try:
+            store = FaceStore.open(self.capture.store or store_path(self.capture.output_dir),
+                                   mode="r+")
+            writer = store.writer(self.capture.name, flush_rows=0)
+        except (NotAStoreError, StreamNotFoundError):
+            return  # a new store or stream: nothing to catch up
+        with writer:
+            start, stop = first_unanalysed(writer, analyzer), writer.num_faces
+            step = max(1, getattr(self.analysis, "batch_size", 128))
+            for lo in range(start, stop, step):
+                analyzer.analyze(writer, lo, min(stop, lo + step))
+            if online is not None:
+                online.label_new_faces(writer)
 
 
 class _OnlineIndex:
