@@ -54,24 +54,11 @@ def hardware() -> dict:
 
 
 def seed_reference(x: np.ndarray, threshold: float = THRESHOLD, batch_size: int = BATCH) -> np.ndarray:
-    """The seed's BatchedHierarchicalClustering, plainly: SciPy per batch, then twice on the cluster means."""
-    import scipy.cluster.hierarchy as sch
+    """The seed's BatchedHierarchicalClustering, plainly (the same reference the tests use)."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from analysis_fixtures import seed_batched_hac
 
-    def cut(e):
-        if len(e) == 1:
-            return np.zeros(1, np.int64)
-        return sch.fcluster(sch.linkage(e, method="complete", metric="cosine"), t=threshold, criterion="distance") - 1
-
-    local, offset = [], 0
-    for i in range(0, len(x), batch_size):
-        labels = cut(x[i:i + batch_size]) + offset
-        offset += len(set(labels.tolist()))
-        local.extend(labels.tolist())
-    labels = np.array(local)
-    for _ in range(2):
-        means = np.array([x[labels == y].mean(axis=0) for y in sorted(set(labels.tolist()))])
-        labels = cut(means)[labels]
-    return labels
+    return seed_batched_hac(x, threshold, batch_size=batch_size)
 
 
 def _child(method: str, path: str, queue) -> None:

@@ -127,7 +127,7 @@ def test_kept_frames_are_exported_with_their_seed_names(tmp_path):
         "cam_frame_20230525070138412614.png", "cam_frame_20230525070138413614.png"]
 
 
-def test_export_command_writes_the_layout_and_reports_errors_in_one_line(tmp_path):
+def test_export_command_writes_the_layout_and_fails_in_one_line(tmp_path):
     _tiny_store(tmp_path / "s.zarr")
     runner = CliRunner()
     ok = runner.invoke(cli, ["export", str(tmp_path / "s.zarr"), "cam", str(tmp_path / "out"), "--no-progress"])
