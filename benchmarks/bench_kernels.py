@@ -8,7 +8,8 @@ its reference over all frames, single-threaded on both sides (``threads=1``,
 reference and the median is reported: the machine may be shared and noisy.
 
 The keyframe-selection case runs the seed's order (emptiness -> blur -> similarity
-to the last kept frame) computing all three scores for every frame on both sides,
+to the last kept frame, stopping at the first failing test) on both sides — ours is
+the shipped ``streamface.keyframes.KeyframeSelector`` with the seed's exact rules —
 and checks that ours keeps and drops the same frames.
 
 More kernels (geometry, preprocess) plug in as further case groups: a function
@@ -27,8 +28,7 @@ import json  # noqa: E402
 import statistics  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from functools import partial  # noqa: E402
+from dataclasses import dataclass, field, replace  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Callable, Sequence  # noqa: E402
 
@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from hardware import describe_hardware  # noqa: E402
+from streamface.keyframes import KeyframeSelector  # noqa: E402
 from streamface.kernels.quality import (  # noqa: E402
     blur_score,
     emptiness,
@@ -80,36 +81,48 @@ def seed_similarity(a: np.ndarray, b: np.ndarray, size=(1280, 720)) -> float:
 # --- keyframe selection ---------------------------------------------------------
 
 
-def select_keyframes(frames, empty_fn, blur_fn, similarity_fn) -> list[str]:
-    """The seed's decisions; every score is computed for every frame (fair timing)."""
+def decide(empty: float, blur: float, similar: float) -> str:
+    """The seed's rule for one frame, tests in its order (SEED_NOTES §1)."""
+    if empty > EMPTY_THRESHOLD:
+        return "empty"
+    if blur < BLUR_THRESHOLD:
+        return "blurry"
+    if similar > SIMILARITY_THRESHOLD:
+        return "similar"
+    return "keep"
+
+
+def select_keyframes_seed(frames) -> list[str]:
+    """The seed's code path: each score from the gray frame, stopping at the first failing test."""
     decisions, last_kept = [], None
     for frame in frames:
-        empty = empty_fn(frame)
-        blur = blur_fn(frame)
-        similar = similarity_fn(frame, last_kept) if last_kept is not None else 0.0
-        if empty > EMPTY_THRESHOLD:
-            decisions.append("empty")
-        elif blur < BLUR_THRESHOLD:
-            decisions.append("blurry")
-        elif similar > SIMILARITY_THRESHOLD:
-            decisions.append("similar")
-        else:
-            decisions.append("keep")
+        empty = seed_emptiness(frame)
+        blur = seed_blur(frame) if empty <= EMPTY_THRESHOLD else 0.0
+        similar = 0.0
+        if empty <= EMPTY_THRESHOLD and blur >= BLUR_THRESHOLD and last_kept is not None:
+            similar = seed_similarity(frame, last_kept)
+        decisions.append(decide(empty, blur, similar))
+        if decisions[-1] == "keep":
             last_kept = frame
     return decisions
 
 
-def select_keyframes_ours(frames, threads=None):
-    return select_keyframes(frames, partial(emptiness, threads=threads),
-                            partial(blur_score, threads=threads),
-                            partial(frame_similarity, threads=threads))
+def select_keyframes_ours(frames, threads=None) -> list[str]:
+    """What capture ships: ``KeyframeSelector`` with the seed's exact rules."""
+    selector = KeyframeSelector(EMPTY_THRESHOLD, BLUR_THRESHOLD, SIMILARITY_THRESHOLD,
+                                prefer_sharper=False, threads=threads)
+    decisions = []
+    for frame in frames:
+        before = replace(selector.counts)
+        selector.offer(None, frame)
+        after = selector.counts
+        decisions.append("empty" if after.empty > before.empty
+                         else "blurry" if after.blurred > before.blurred
+                         else "similar" if after.similar > before.similar else "keep")
+    return decisions
 
 
-def select_keyframes_seed(frames):
-    return select_keyframes(frames, seed_emptiness, seed_blur, seed_similarity)
-
-
-def select_keyframes_opencv_shared(frames):
+def select_keyframes_opencv_shared(frames) -> list[str]:
     """A tighter OpenCV baseline than the seed's: one gray/resize per frame, reused."""
     decisions, last_small = [], None
     for frame in frames:
@@ -122,14 +135,8 @@ def select_keyframes_opencv_shared(frames):
         similar = 0.0
         if last_small is not None:
             similar = 1.0 - float(cv2.matchTemplate(small, last_small, cv2.TM_SQDIFF_NORMED)[0, 0])
-        if empty > EMPTY_THRESHOLD:
-            decisions.append("empty")
-        elif blur < BLUR_THRESHOLD:
-            decisions.append("blurry")
-        elif similar > SIMILARITY_THRESHOLD:
-            decisions.append("similar")
-        else:
-            decisions.append("keep")
+        decisions.append(decide(empty, blur, similar))
+        if decisions[-1] == "keep":
             last_small = small
     return decisions
 

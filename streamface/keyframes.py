@@ -17,7 +17,7 @@ its near-duplicate. Set ``prefer_sharper=False`` for the seed's exact behaviour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -45,7 +45,6 @@ class Candidate:
     emptiness: float
     blur: float
     similarity: float
-    extra: dict = field(default_factory=dict)
 
 
 class KeyframeSelector:
