@@ -32,6 +32,8 @@ from typing import Any
 
 import numpy as np
 
+from streamface.atomic_write import atomic_write
+
 __all__ = ["Annotations", "face_stem", "read_annotations", "write_annotations", "write_json"]
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -184,21 +186,9 @@ def write_annotations(path: str | os.PathLike, annotations: Annotations) -> Path
     Path
         The path written.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fp:
-        json.dump(annotations.to_json(), fp, ensure_ascii=False, indent=4)
-    os.replace(tmp, path)
-    return path
+    return write_json(path, annotations.to_json())
 
 
 def write_json(path: str | os.PathLike, doc: Any) -> Path:
     """Write any JSON document like the seed (4-space indent, UTF-8), atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fp:
-        json.dump(doc, fp, ensure_ascii=False, indent=4)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, json.dumps(doc, ensure_ascii=False, indent=4).encode("utf-8"))
