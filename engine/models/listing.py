@@ -1,10 +1,11 @@
-"""Plain-text table of the registry and the cache (``streamface models list``)."""
+"""Plain-text tables of the registry, the cache and the models' default thresholds (``streamface models list``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from streamface.engine.models.cache import ModelStatus
+from streamface.engine.models.registry import ModelSpec
 
 
 def _size(n: int | None) -> str:
@@ -32,3 +33,47 @@ def model_table(rows: Sequence[ModelStatus]) -> str:
     widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip()
                      for line in lines)
+
+
+def defaults_table(specs: Sequence[ModelSpec], home=None) -> str:
+    """The default thresholds of each detector and recognizer, and where they come from.
+
+    Detectors: the score threshold (``conf_threshold``); recognizers: the clustering
+    thresholds and their metric. Origin: ``user`` (``<home>/calibration.json``, from
+    ``streamface calibrate --write``), ``shipped`` (the registry / the wrapper), or
+    ``seed`` (no calibrated values: the seed's clustering thresholds).
+
+    Raises
+    ------
+    CalibrationFileError
+        The user's calibration file is malformed.
+    """
+    from streamface.engine.model_zoo import DETECTORS
+    from streamface.engine.models.calibration_file import calibration_path, read_calibration
+    from streamface.engine.models.registry import SEED_CLUSTERING
+
+    user = read_calibration(home)
+    lines = [("NAME", "DEFAULTS", "FROM")]
+    for spec in specs:
+        mine = user.get(spec.name, {})
+        if spec.role == "detector" and spec.family in DETECTORS:
+            shipped = DETECTORS[spec.family].DEFAULT_CONF_THRESHOLD
+            value = mine.get("conf_threshold", shipped)
+            origin = "user" if "conf_threshold" in mine else f"shipped ({DETECTORS[spec.family].__name__})"
+            lines.append((spec.name, f"score >= {value:g}", origin))
+        elif spec.role == "recognizer":
+            base = spec.clustering or SEED_CLUSTERING
+            values = {**base.thresholds(), **{k: v for k, v in mine.items() if k in base.thresholds()}}
+            metric = mine.get("metric", base.metric)
+            origin = ("user" if any(k in mine for k in values) else
+                      "shipped (registry)" if spec.clustering is not None else "seed")
+            lines.append((spec.name, f"{metric} matching {values['matching_threshold']:g}, merging "
+                                     f"{values['merging_threshold']:g}, cluster matching "
+                                     f"{values['min_threshold']:g}/{values['max_threshold']:g}", origin))
+    widths = [max(len(line[i]) for line in lines) for i in range(3)]
+    table = "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in lines)
+    note = ("user: " + str(calibration_path(home)) if user else
+            f"user values: none ({calibration_path(home)}; `streamface calibrate --write`)")
+    sources = "; ".join(f"{s.name}: {s.clustering.source}" for s in specs
+                        if s.role == "recognizer" and s.clustering is not None and s.clustering is not SEED_CLUSTERING)
+    return f"{table}\n{note}" + (f"\nshipped values measured by {sources}" if sources else "")

@@ -10,6 +10,11 @@ e.g. SFace's, measured by ``benchmarks/calibrate_clustering.py``). A model the
 registry does not know, or no model at all, gets the seed's values, with a warning
 (:func:`threshold_warning`). An explicit number always wins.
 
+Precedence, first to last: explicit number > the user's calibration file
+(``<cache dir>/calibration.json``, written by ``streamface calibrate --write``; see
+:mod:`streamface.engine.models.calibration_file`) > the registry's shipped value >
+the seed's fallback. A malformed calibration file raises one line naming it.
+
 The registry is read lazily (no model is loaded; no inference session is made).
 """
 
@@ -43,13 +48,42 @@ def _registry_thresholds(model: str) -> dict[str, float] | None:
     return None if defaults is None else defaults.thresholds()
 
 
+def _user_values(model: str) -> dict:
+    from streamface.engine.models.calibration_file import user_values
+
+    return user_values(model)  # read each time: a calibration written meanwhile takes effect
+
+
 def model_thresholds(model: str | None) -> dict[str, float] | None:
-    """The calibrated thresholds of embedding model ``model``; None when it has none (unknown, absent)."""
+    """The calibrated thresholds of embedding model ``model``; None when it has none (unknown, absent).
+
+    The user's calibration file overrides the registry's values key by key.
+
+    Raises
+    ------
+    CalibrationFileError
+        (a ValueError) The user's calibration file is malformed.
+    """
     if not model:
         return None
     if model in MODEL_THRESHOLDS:
         return {**SEED_THRESHOLDS, **MODEL_THRESHOLDS[model]}
-    return _registry_thresholds(str(model))
+    user = {k: v for k, v in _user_values(str(model)).items() if k in SEED_THRESHOLDS}
+    shipped = _registry_thresholds(str(model))
+    if user:
+        return {**(shipped or SEED_THRESHOLDS), **user}
+    return shipped
+
+
+def _model_metric(model: str) -> str | None:
+    """The metric ``model``'s default thresholds are distances in (user file over registry)."""
+    user = _user_values(model)
+    if "metric" in user:
+        return user["metric"]
+    if any(k in user for k in SEED_THRESHOLDS):
+        return None  # user values without a stated metric: nothing to check against
+    defaults = _registry_defaults(model)
+    return None if defaults is None else defaults.metric
 
 
 def threshold_warning(model: str | None, *values: float | None, metric: str | None = None) -> str | None:
@@ -60,14 +94,14 @@ def threshold_warning(model: str | None, *values: float | None, metric: str | No
     if all(v is not None for v in values):
         return None
     if model_thresholds(model) is not None:
-        defaults = None if model in MODEL_THRESHOLDS else _registry_defaults(str(model))
-        if metric is not None and defaults is not None and metric != defaults.metric:
-            return (f"the default thresholds of {model!r} are {defaults.metric} distances, but metric={metric!r}: "
+        calibrated = None if model in MODEL_THRESHOLDS else _model_metric(str(model))
+        if metric is not None and calibrated is not None and metric != calibrated:
+            return (f"the default thresholds of {model!r} are {calibrated} distances, but metric={metric!r}: "
                     f"pass thresholds for {metric!r} explicitly")
         return None
     which = f"embedding model {model!r} has no calibrated thresholds" if model else "no embedding model recorded"
     return (f"{which}: using the seed's clustering thresholds (tuned for its ArcFace+FaceNet); "
-            f"pass them explicitly or calibrate with benchmarks/calibrate_clustering.py")
+            f"pass them explicitly or calibrate with `streamface calibrate`")
 
 
 def resolve_threshold(name: str, value: float | None, model: str | None = None) -> float:

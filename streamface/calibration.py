@@ -1,0 +1,733 @@
+"""Calibrate a recognizer's clustering thresholds and a detector's score threshold on labelled data.
+
+Clustering (``calibrate_clustering``): each labelled set's faces are embedded with the
+recognizer and clustered by complete-linkage HAC (the seed's ``batched_hac``) at every
+cut of a grid (default cosine distance 0.3..0.7, step 0.025), scored with BCubed and
+pairwise F against the identities. The chosen values (:func:`choose`, the rule the
+registry's shipped SFace values come from):
+
+- ``matching_threshold``: the cut maximising the mean BCubed F over the sets (ties: the
+  smaller cut, i.e. precision first);
+- ``merging_threshold``: matching + 0.1 (joins only track-matched clusters, on their mean
+  member distance, so it may be looser than the cut);
+- cluster matching ``min_threshold`` = matching + 0.05, ``max_threshold`` = matching + 0.15
+  (suggestions for review just beyond the cut, as the seed's 0.35/0.5 around its 0.3).
+
+Labelled sets (:func:`load_labelled_set` tells them apart):
+
+- an identity folder ``<root>/<identity>/<images>``: each photo padded by half its size
+  (the detector sees context), its most confident face aligned on its 5 landmarks and
+  embedded; photos with no face are skipped and listed;
+- a seed-layout folder (``frames/``, ``metadata/detections.csv``,
+  ``metadata/annotations_manual.json``, e.g. ``data/skynews``): the seed's faces
+  embedded from the frames with the seed's own landmarks, labels from the annotations;
+- a face store stream (``<store>::<stream>``) with its embeddings and an
+  ``annotations_manual.json`` (seed format).
+
+Faces a person labelled noise (``-1``) count as one label, as the seed's annotation
+evaluation scores them (``evaluate_labels(noise="label")``).
+
+Detector (``calibrate_detector``): frames with ground-truth boxes (a seed-layout
+folder's ``detections.csv``, or a store's frames and a boxes CSV of that format) are
+run through the detector at a low score floor; each true box takes the best unused
+detection at IoU >= 0.5 (greedy, highest IoU first). The calibrated threshold is the
+highest score, rounded down to 0.01, that keeps recall >= the target.
+
+The public data the shipped values come from: ``identities/johns``,
+``identities/orl`` and ``skynews`` under ``../shared/data`` (see
+``benchmarks/calibrate_clustering.py``).
+"""
+
+from __future__ import annotations
+
+import ast
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["ClusteringCalibration", "DetectorCalibration", "LabelledSet", "DEFAULT_CUTS", "calibrate_clustering",
+           "calibrate_detector", "choose", "cut_grid", "identity_folder_set", "load_labelled_set",
+           "plot_calibration", "seed_folder_set", "store_set", "sweep", "write_report"]
+
+#: The default grid of linkage cuts: cosine distance 0.3..0.7, step 0.025 (what the shipped values used).
+DEFAULT_CUTS = (0.3, 0.7, 0.025)
+
+#: Photo files of an identity folder.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
+
+#: Columns of a sweep: BCubed precision, recall, F, then pairwise precision, recall, F.
+SWEEP_COLUMNS = ("bcubed_precision", "bcubed_recall", "bcubed_f", "pairwise_precision", "pairwise_recall",
+                 "pairwise_f")
+
+_LANDMARKS = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+def cut_grid(start: float = DEFAULT_CUTS[0], stop: float = DEFAULT_CUTS[1],
+             step: float = DEFAULT_CUTS[2]) -> np.ndarray:
+    """Linkage cuts ``start, start + step, ..., stop`` (inclusive), rounded to 1e-4.
+
+    Raises
+    ------
+    ValueError
+        ``start`` < 0, ``stop`` < ``start`` or ``step`` <= 0.
+    """
+    if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)):
+        raise ValueError(f"cut grid: expected finite numbers, got {start}..{stop} step {step}")
+    if start < 0 or stop < start or step <= 0:
+        raise ValueError(f"cut grid: expected 0 <= start <= stop and step > 0, got {start}..{stop} step {step}")
+    return np.round(np.arange(start, stop + step * 1e-6, step), 4)
+
+
+# ---- labelled sets ------------------------------------------------------------------------------------
+
+
+@dataclass
+class LabelledSet:
+    """Embedded faces with identity labels.
+
+    Parameters
+    ----------
+    name : str
+    embeddings : ndarray of float32, shape (n, D)
+    labels : ndarray of int64, shape (n,)
+    skipped : list of str
+        Inputs left out (a photo with no face, an annotated face without features).
+    """
+
+    name: str
+    embeddings: np.ndarray
+    labels: np.ndarray
+    skipped: list[str] = field(default_factory=list)
+
+    @property
+    def identities(self) -> int:
+        return int(np.unique(self.labels).size)
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def padded_photo(path: Path) -> np.ndarray:
+    """The photo at ``path`` (RGB) centred on a black canvas twice its size, so a detector sees context."""
+    img = _read_rgb(path)
+    h, w = img.shape[:2]
+    pad = np.zeros((2 * h, 2 * w, 3), np.uint8)
+    pad[h // 2:h // 2 + h, w // 2:w // 2 + w] = img
+    return pad
+
+
+def identity_folder_set(root, detector, recognizer, *, name: str | None = None) -> LabelledSet:
+    """Faces of ``root/<identity>/<photos>``, one per photo (the most confident), labelled by folder.
+
+    Raises
+    ------
+    ValueError
+        ``root`` has fewer than two identity folders with a face.
+    """
+    root = Path(root)
+    people = sorted(p for p in root.iterdir() if p.is_dir())
+    embeddings, labels, skipped = [], [], []
+    for k, person in enumerate(people):
+        for path in sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            pad = padded_photo(path)
+            [found] = detector.detect([pad])
+            if not len(found.scores):
+                skipped.append(f"no face in {path}")
+                continue
+            j = int(np.argmax(found.scores))
+            embeddings.append(recognizer.embed(pad, found.landmarks[j:j + 1])[0])
+            labels.append(k)
+    if len(set(labels)) < 2:
+        raise ValueError(f"{root}: calibration needs at least two identities with a face "
+                         f"(<identity>/<images> folders), found {len(set(labels))}")
+    return LabelledSet(name or root.name, np.asarray(embeddings, np.float32), np.asarray(labels, np.int64),
+                       skipped)
+
+
+def read_seed_detections(path) -> list[dict]:
+    """Rows of a seed ``detections.csv``: ``face`` (stem), ``frame`` (stem), ``box`` (x, y, w, h) and
+    ``landmarks`` (5, 2) when the file has them.
+
+    Raises
+    ------
+    ValueError
+        A row without ``name`` or ``box``, or a value that is not a number list (names file and row).
+    """
+    rows = []
+    with open(path, newline="") as fp:
+        for i, row in enumerate(csv.DictReader(fp), start=2):
+            try:
+                face = row["name"].removesuffix(".png")
+                out = {"face": face, "frame": face.rsplit("_face_", 1)[0],
+                       "box": np.array(ast.literal_eval(row["box"]), np.float32).reshape(4)}
+                if all(row.get(k) for k in _LANDMARKS):
+                    out["landmarks"] = np.array([ast.literal_eval(row[k]) for k in _LANDMARKS], np.float32)
+            except (KeyError, ValueError, SyntaxError, TypeError, AttributeError) as exc:
+                raise ValueError(f"{path}, line {i}: expected seed detections columns name, box "
+                                 f"'[x, y, w, h]' (and landmarks '(x, y)'), got {dict(row)!r} ({exc})") from None
+            rows.append(out)
+    return rows
+
+
+def is_seed_folder(path) -> bool:
+    """Whether ``path`` has the seed's layout with labels: ``frames/`` and the two metadata files."""
+    path = Path(path)
+    return ((path / "frames").is_dir() and (path / "metadata" / "detections.csv").is_file()
+            and (path / "metadata" / "annotations_manual.json").is_file())
+
+
+def seed_folder_set(root, recognizer, *, name: str | None = None) -> LabelledSet:
+    """The seed's faces of a seed-layout folder, embedded with the seed's landmarks; human labels."""
+    from streamface.annotations import read_annotations
+
+    root = Path(root)
+    truth = read_annotations(root / "metadata" / "annotations_manual.json").label_of()
+    embeddings, labels, skipped = [], [], []
+    frames: dict[str, np.ndarray] = {}
+    for row in read_seed_detections(root / "metadata" / "detections.csv"):
+        if row["face"] not in truth or "landmarks" not in row:
+            skipped.append(f"{row['face']}: no label or no landmarks")
+            continue
+        if row["frame"] not in frames:
+            frames[row["frame"]] = _read_rgb(root / "frames" / f"{row['frame']}.png")
+        embeddings.append(recognizer.embed(frames[row["frame"]], row["landmarks"][None])[0])
+        labels.append(truth[row["face"]])
+    if len(set(labels)) < 2:
+        raise ValueError(f"{root}: calibration needs at least two labelled identities, found {len(set(labels))}")
+    return LabelledSet(name or root.name, np.asarray(embeddings, np.float32), np.asarray(labels, np.int64), skipped)
+
+
+def default_annotations(store: str) -> Path:
+    """Where a store's reviewed labels are looked for: ``<folder of the store>/metadata/annotations_manual.json``."""
+    return Path(store).expanduser().resolve().parent / "metadata" / "annotations_manual.json"
+
+
+def store_set(features_path: str, *, stream: str | None = None, annotations=None, model: str | None = None,
+              name: str | None = None) -> LabelledSet:
+    """The embedded faces of a store stream that ``annotations`` (seed ``annotations_manual.json``) labels.
+
+    Raises
+    ------
+    ValueError
+        No annotations file, no face in common, fewer than two identities, or embeddings of
+        another model than ``model``.
+    """
+    import warnings
+
+    from streamface.annotations import read_annotations
+    from streamface.features import labelled_embeddings, load_features, split_store_path
+
+    store, _ = split_store_path(features_path)
+    annotations = Path(annotations) if annotations is not None else default_annotations(store)
+    if not annotations.is_file():
+        raise ValueError(f"{features_path}: no labels for calibration: {annotations} does not exist "
+                         f"(pass --annotations with the reviewed annotations_manual.json)")
+    features = load_features(features_path, stream=stream)
+    if model is not None and features.model is not None and features.model != model:
+        raise ValueError(f"{features.source} holds {features.model!r} embeddings, not {model!r}: calibrate "
+                         f"--model {features.model} or analyse the store with {model!r}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        x, y, _ = labelled_embeddings(features, read_annotations(annotations))
+    # Noise (-1) stays one label, as the seed's evaluation scores it (and as the skynews set).
+    if np.unique(y).size < 2:
+        raise ValueError(f"{annotations}: calibration needs at least two labelled identities among the faces of "
+                         f"{features.source}, found {np.unique(y).size}")
+    return LabelledSet(name or features.source, x.astype(np.float32), y.astype(np.int64),
+                       [str(w.message) for w in caught])
+
+
+def load_labelled_set(source: str, *, detector, recognizer, stream: str | None = None, annotations=None,
+                      model: str | None = None) -> LabelledSet:
+    """A labelled set from ``source``: a store (``<store>::<stream>``), a seed-layout folder or an identity folder.
+
+    Raises
+    ------
+    ValueError
+        ``source`` is none of these, or holds too little (one line naming it).
+    """
+    from streamface.features import split_store_path
+
+    path, named = split_store_path(source)
+    if named is not None or (Path(path) / "zarr.json").is_file():
+        return store_set(source, stream=stream, annotations=annotations, model=model)
+    root = Path(path)
+    if not root.is_dir():
+        raise ValueError(f"{source}: not a folder or a face store")
+    if is_seed_folder(root):
+        return seed_folder_set(root, recognizer)
+    if not any(p.is_dir() for p in root.iterdir()):
+        raise ValueError(f"{source}: expected <identity>/<images> folders, a seed-layout folder (frames/, "
+                         f"metadata/detections.csv, metadata/annotations_manual.json) or a face store; found none")
+    return identity_folder_set(root, detector, recognizer)
+
+
+# ---- clustering ----------------------------------------------------------------------------------------
+
+
+def sweep(x: np.ndarray, y: np.ndarray, cuts) -> np.ndarray:
+    """Scores of complete-linkage HAC (the seed's ``batched_hac``) at each cut.
+
+    Returns
+    -------
+    ndarray of float64, shape (len(cuts), 6)
+        Columns :data:`SWEEP_COLUMNS` (BCubed P, R, F; pairwise P, R, F).
+    """
+    from streamface.clustering import batched_hac, order_by_size
+    from streamface.metrics import evaluate_labels
+
+    out = []
+    for t in np.asarray(cuts, float):
+        scores = evaluate_labels(y, order_by_size(batched_hac(x, float(t))))
+        out.append(tuple(scores.bcubed) + tuple(scores.pairwise))
+    return np.array(out, np.float64).reshape(len(out), len(SWEEP_COLUMNS))
+
+
+def choose(mean_f: np.ndarray, cuts) -> dict[str, float]:
+    """The chosen thresholds from the mean BCubed F at each cut (rule of the module docstring)."""
+    mean_f = np.asarray(mean_f, float)
+    best = int(np.flatnonzero(mean_f >= mean_f.max() - 1e-12)[0])  # ties: the smaller cut
+    t = float(np.asarray(cuts, float)[best])
+    return {"matching_threshold": round(t, 4), "merging_threshold": round(t + 0.1, 4),
+            "min_threshold": round(t + 0.05, 4), "max_threshold": round(t + 0.15, 4)}
+
+
+@dataclass
+class ClusteringCalibration:
+    """A recognizer's clustering sweep over labelled sets and the chosen thresholds.
+
+    ``scores[name]``: shape (len(cuts), 6), columns :data:`SWEEP_COLUMNS`; ``mean_f`` /
+    ``mean_pairwise_f``: shape (len(cuts),), means over the sets.
+    """
+
+    model: str
+    metric: str
+    cuts: np.ndarray
+    sizes: dict[str, tuple[int, int]]  # name -> (faces, identities)
+    scores: dict[str, np.ndarray]
+    mean_f: np.ndarray
+    mean_pairwise_f: np.ndarray
+    chosen: dict[str, float]
+
+    @property
+    def best(self) -> int:
+        return int(np.flatnonzero(self.cuts == self.chosen["matching_threshold"])[0])
+
+    def source(self) -> str:
+        """One line on where the values came from (stored with ``--write``)."""
+        sets = ", ".join(f"{k} ({n} faces)" for k, (n, _) in self.sizes.items())
+        return (f"streamface calibrate: complete-linkage cut maximising mean BCubed F "
+                f"({self.mean_f[self.best]:.3f} at {self.chosen['matching_threshold']:g}) on {sets}")
+
+    def table(self) -> str:
+        """The sweep as text: one row per cut, BCubed P/R/F per set, mean BCubed and pairwise F."""
+        width = max(20, *(len(n) + 8 for n in self.scores))
+        lines = ["cut     " + "  ".join(f"{n + ' P/R/F':>{width}}" for n in self.scores) + "  mean F  pair F"]
+        for i, t in enumerate(self.cuts):
+            cells = "  ".join(f"{s[i, 0]:.3f}/{s[i, 1]:.3f}/{s[i, 2]:.3f}".rjust(width) for s in self.scores.values())
+            mark = "  <-" if i == self.best else ""
+            lines.append(f"{t:<6.4g}  {cells}  {self.mean_f[i]:.4f}  {self.mean_pairwise_f[i]:.4f}{mark}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "metric": self.metric, "cuts": self.cuts.tolist(), "columns": list(SWEEP_COLUMNS),
+                "sets": {k: {"faces": n, "identities": m} for k, (n, m) in self.sizes.items()},
+                "scores": {k: v.tolist() for k, v in self.scores.items()}, "mean_bcubed_f": self.mean_f.tolist(),
+                "mean_pairwise_f": self.mean_pairwise_f.tolist(), "chosen": self.chosen, "source": self.source()}
+
+
+def calibrate_clustering(sets, model: str, cuts=None, *, metric: str = "cosine") -> ClusteringCalibration:
+    """Sweep the linkage cut over labelled ``sets`` and choose the thresholds (see the module docstring).
+
+    Parameters
+    ----------
+    sets : sequence of LabelledSet
+        Each with at least two identities; names must differ.
+    model : str
+        The recognizer that made the embeddings (recorded in the result).
+    cuts : array-like of float, default ``cut_grid()`` (0.3..0.7, step 0.025)
+    metric : str, default "cosine"
+        The distance the cuts are in (``batched_hac`` uses cosine).
+
+    Returns
+    -------
+    ClusteringCalibration
+
+    Raises
+    ------
+    ValueError
+        No set, duplicate names, a set with fewer than two identities, or an empty grid.
+    """
+    cuts = cut_grid() if cuts is None else np.asarray(cuts, float).reshape(-1)
+    if not len(sets):
+        raise ValueError("calibration needs at least one labelled set")
+    if not len(cuts):
+        raise ValueError("calibration needs at least one cut")
+    names = [s.name for s in sets]
+    if len(set(names)) != len(names):
+        raise ValueError(f"labelled sets need distinct names, got {names}")
+    for s in sets:
+        if s.identities < 2:
+            raise ValueError(f"{s.name}: calibration needs at least two identities, found {s.identities}")
+    scores = {s.name: sweep(s.embeddings, s.labels, cuts) for s in sets}
+    mean_f = np.mean([v[:, 2] for v in scores.values()], axis=0)
+    mean_pairwise = np.mean([v[:, 5] for v in scores.values()], axis=0)
+    return ClusteringCalibration(model, metric, cuts, {s.name: (len(s.labels), s.identities) for s in sets},
+                                 scores, mean_f, mean_pairwise, choose(mean_f, cuts))
+
+
+# ---- detector --------------------------------------------------------------------------------------------
+
+
+def seed_folder_frames(root) -> tuple[list[tuple[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Frames (stem, RGB) of a seed-layout folder that have true boxes, and the boxes by frame stem."""
+    root = Path(root)
+    boxes = boxes_by_frame(read_seed_detections(root / "metadata" / "detections.csv"))
+    frames = [(stem, _read_rgb(root / "frames" / f"{stem}.png")) for stem in sorted(boxes)
+              if (root / "frames" / f"{stem}.png").is_file()]
+    return frames, boxes
+
+
+def store_frames(features_path: str, boxes_csv, *, stream: str | None = None):
+    """Frames (stem, RGB) of a store stream named by a boxes CSV (seed ``detections.csv`` format), and the boxes.
+
+    Raises
+    ------
+    ValueError
+        The store keeps no frame images, or no frame of the CSV is in the stream.
+    """
+    from streamface.face_extraction import decode_image
+    from streamface.features import split_store_path
+    from streamface.store import FaceStore
+    from streamface.store.names import frame_name
+
+    path, named = split_store_path(features_path)
+    source = FaceStore.open(path, mode="r")
+    name = named or stream or (source.streams[0] if len(source.streams) == 1 else None)
+    if name is None:
+        raise ValueError(f"{features_path}: the store holds streams {source.streams}; name one with ::<stream>")
+    s = source.stream(name)
+    boxes = boxes_by_frame(read_seed_detections(boxes_csv))
+    records = s.read_frames()
+    wanted = [i for i, t in enumerate(records.time_us.tolist()) if frame_name(name, t) in boxes]
+    if not wanted:
+        raise ValueError(f"{boxes_csv}: names no frame of {path}::{name}")
+    frames = []
+    for i in wanted:
+        [blob] = s.read_frame_images(i, i + 1)
+        if not blob:
+            raise ValueError(f"{path}::{name}: frame {i} was kept without its image; detector calibration needs them")
+        frames.append((frame_name(name, int(records.time_us[i])), decode_image(blob)))
+    return frames, {k: v for k, v in boxes.items() if k in {f for f, _ in frames}}
+
+
+def boxes_by_frame(rows) -> dict[str, np.ndarray]:
+    out: dict[str, list] = {}
+    for row in rows:
+        out.setdefault(row["frame"], []).append(row["box"])
+    return {k: np.array(v, np.float32).reshape(-1, 4) for k, v in out.items()}
+
+
+def matched_scores(truth: np.ndarray, boxes: np.ndarray, scores: np.ndarray, iou: float = 0.5) -> np.ndarray:
+    """The score of the detection matched to each true box (NaN: missed), one to one, highest IoU first.
+
+    Parameters
+    ----------
+    truth : ndarray, shape (n, 4)
+        True boxes (x, y, w, h).
+    boxes : ndarray, shape (m, 4)
+        Detected boxes (x, y, w, h).
+    scores : ndarray, shape (m,)
+    iou : float, default 0.5
+
+    Returns
+    -------
+    ndarray of float64, shape (n,)
+    """
+    from streamface.engine import box_iou
+
+    out = np.full(len(truth), np.nan)
+    if not len(truth) or not len(boxes):
+        return out
+    overlap = box_iou(np.asarray(truth, np.float32), np.asarray(boxes, np.float32))
+    used = np.zeros(len(boxes), bool)
+    for flat in np.argsort(-overlap, axis=None, kind="stable"):
+        i, j = np.unravel_index(flat, overlap.shape)
+        if overlap[i, j] < iou:
+            break
+        if np.isnan(out[i]) and not used[j]:
+            out[i], used[j] = float(scores[j]), True
+    return out
+
+
+@dataclass
+class DetectorCalibration:
+    """A detector's scores on true boxes and the threshold keeping recall >= ``target_recall``.
+
+    ``scores``: shape (n,), the matched detection's score per true box (NaN: missed even at
+    the floor). ``threshold``: None when even the floor misses too many. ``shipped``: the
+    wrapper's ``DEFAULT_CONF_THRESHOLD``.
+    """
+
+    model: str
+    target_recall: float
+    iou: float
+    floor: float
+    scores: np.ndarray
+    threshold: float | None
+    shipped: float
+
+    def recall(self, threshold: float) -> float:
+        """Recall at IoU ``iou`` of detections scoring >= ``threshold``."""
+        return float(np.sum(self.scores >= threshold) / len(self.scores)) if len(self.scores) else 0.0
+
+    def source(self) -> str:
+        return (f"streamface calibrate: highest score threshold keeping recall >= {self.target_recall:g} at IoU "
+                f"{self.iou:g} ({self.recall(self.threshold or 0):.3f} on {len(self.scores)} true faces)")
+
+    def summary(self) -> str:
+        found = int(np.sum(~np.isnan(self.scores)))
+        head = (f"{self.model}: {found} of {len(self.scores)} true faces found at IoU {self.iou:g} "
+                f"(score floor {self.floor:g})")
+        if self.threshold is None:
+            return (f"{head}; recall {found / max(1, len(self.scores)):.3f} < target {self.target_recall:g} "
+                    f"at any threshold")
+        return (f"{head}; threshold {self.threshold:g} keeps recall {self.recall(self.threshold):.3f} >= "
+                f"{self.target_recall:g} (shipped {self.shipped:g}: recall {self.recall(self.shipped):.3f})")
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "target_recall": self.target_recall, "iou": self.iou, "floor": self.floor,
+                "true_faces": len(self.scores), "found": int(np.sum(~np.isnan(self.scores))),
+                "scores": [None if np.isnan(v) else float(v) for v in self.scores],
+                "threshold": self.threshold, "recall": None if self.threshold is None else self.recall(self.threshold),
+                "shipped": self.shipped, "shipped_recall": self.recall(self.shipped), "source": self.source()}
+
+
+def calibrate_detector(detector, frames, boxes: dict[str, np.ndarray], *, target_recall: float = 0.95,
+                       iou: float = 0.5, floor: float = 0.05) -> DetectorCalibration:
+    """The score threshold of ``detector`` that keeps recall >= ``target_recall`` on true ``boxes``.
+
+    Parameters
+    ----------
+    detector : LetterboxDetector or MTCNN
+        A loaded detector; it is re-prepared with ``conf_threshold=floor`` (its other options
+        return to their defaults, as the stages run it).
+    frames : sequence of (str, ndarray)
+        Frame stem and RGB uint8 image (H, W, 3).
+    boxes : dict
+        Frame stem -> true boxes, shape (k, 4), (x, y, w, h).
+    target_recall : float in (0, 1], default 0.95
+    iou : float in (0, 1], default 0.5
+    floor : float in [0, 1), default 0.05
+        Score floor the detector runs at (lower scores count as missed).
+
+    Returns
+    -------
+    DetectorCalibration
+        ``threshold``: the ceil(target * n)-th highest matched score rounded down to 0.01 (the
+        detectors keep scores >= their threshold).
+
+    Raises
+    ------
+    ValueError
+        A parameter out of range, or no true box among ``frames``.
+    """
+    for label, value, low, high in (("target_recall", target_recall, 0, 1), ("iou", iou, 0, 1)):
+        if not low < value <= high:
+            raise ValueError(f"{label}: expected a number in (0, 1], got {value!r}")
+    if not 0 <= floor < 1:
+        raise ValueError(f"floor: expected a number in [0, 1), got {floor!r}")
+    truth = [(stem, rgb, boxes[stem]) for stem, rgb in frames if stem in boxes and len(boxes[stem])]
+    if not truth:
+        raise ValueError("detector calibration: no frame with true boxes")
+    shipped = float(type(detector).DEFAULT_CONF_THRESHOLD)
+    detector.prepare(conf_threshold=floor)  # every wrapper's prepare takes it; the rest: their defaults
+    matched = []
+    for stem, rgb, true_boxes in truth:
+        [found] = detector.detect([rgb])
+        matched.append(matched_scores(true_boxes, found.boxes, found.scores, iou))
+    scores = np.concatenate(matched)
+    need = math.ceil(target_recall * len(scores) - 1e-9)
+    ranked = np.sort(scores[~np.isnan(scores)])[::-1]
+    threshold = None
+    if len(ranked) >= need:
+        threshold = max(floor, math.floor(float(ranked[need - 1]) * 100 + 1e-9) / 100)
+    return DetectorCalibration(getattr(detector.spec, "name", type(detector).__name__), float(target_recall),
+                               float(iou), float(floor), scores, threshold, shipped)
+
+
+# ---- report ---------------------------------------------------------------------------------------------
+
+
+def plot_calibration(result: ClusteringCalibration, path, *, dpi: int = 120) -> Path:
+    """BCubed F (solid) and pairwise F (dashed) against the cut, per set and their mean; the choice marked."""
+    from streamface.plots import _figure, _save
+
+    fig = _figure(size=(7.0, 4.5))
+    ax = fig.add_subplot(1, 1, 1)
+    for k, (name, s) in enumerate(result.scores.items()):
+        colour = f"C{k % 10}"
+        ax.plot(result.cuts, s[:, 2], "-", color=colour, label=f"{name} BCubed F")
+        ax.plot(result.cuts, s[:, 5], "--", color=colour, alpha=0.7, label=f"{name} pairwise F")
+    ax.plot(result.cuts, result.mean_f, "-", color="black", linewidth=2, label="mean BCubed F")
+    ax.plot(result.cuts, result.mean_pairwise_f, "--", color="black", linewidth=1.5, label="mean pairwise F")
+    ax.axvline(result.chosen["matching_threshold"], color="grey", linestyle=":",
+               label=f"chosen cut {result.chosen['matching_threshold']:g}")
+    ax.set_xlabel(f"complete-linkage cut ({result.metric} distance)")
+    ax.set_ylabel("F")
+    ax.set_title(f"{result.model}: clustering F against the cut")
+    ax.legend(fontsize=7, loc="lower left")
+    ax.grid(alpha=0.3)
+    return _save(fig, path, dpi)
+
+
+def write_report(output, clustering: ClusteringCalibration | None, detectors=()) -> list[Path]:
+    """Write ``calibration.json`` (and ``calibration.png`` with a clustering sweep) into folder ``output``."""
+    from streamface.annotations import write_json
+
+    output = Path(output)
+    output.mkdir(parents=True, exist_ok=True)
+    report = {"clustering": None if clustering is None else clustering.to_json(),
+              "detectors": [d.to_json() for d in detectors]}
+    written = [output / "calibration.json"]
+    write_json(written[0], report)
+    if clustering is not None:
+        written.append(plot_calibration(clustering, output / "calibration.png"))
+    return written
+
+
+def user_entries(clustering: ClusteringCalibration | None, detectors=()) -> dict[str, dict]:
+    """The values ``--write`` stores, ``{model: {key: value}}`` (detectors without a threshold left out)."""
+    out = {}
+    if clustering is not None:
+        out[clustering.model] = {**clustering.chosen, "metric": clustering.metric, "source": clustering.source()}
+    for d in detectors:
+        if d.threshold is not None:
+            out[d.model] = {"conf_threshold": d.threshold, "source": d.source()}
+    return out
+
+
+# ---- one run: what `streamface calibrate` does ----------------------------------------------------------
+
+
+def parse_cuts(text: str) -> np.ndarray:
+    """``"start:stop:step"`` (e.g. ``"0.3:0.7:0.025"``) -> :func:`cut_grid`; ValueError naming the text."""
+    try:
+        start, stop, step = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise ValueError(f"cuts: expected start:stop:step, e.g. 0.3:0.7:0.025, got {text!r}") from None
+    return cut_grid(start, stop, step)
+
+
+@dataclass
+class CalibrationRun:
+    """What one ``calibrate`` run found: the clustering sweep, per-detector results, notes (skipped inputs)."""
+
+    clustering: ClusteringCalibration | None
+    detectors: list[DetectorCalibration]
+    notes: list[str]
+
+
+def _check_models(model: str, detectors) -> None:
+    from streamface.engine import ModelError
+    from streamface.engine.models.registry import get_spec
+
+    for name in model.split("+"):
+        if get_spec(name.strip()).role != "recognizer":
+            raise ModelError(f"--model {name!r} is a {get_spec(name.strip()).role}, not a recognizer")
+    for name in detectors:
+        if get_spec(name).role != "detector":
+            raise ModelError(f"--detector {name!r} is a {get_spec(name).role}, not a detector")
+
+
+def run_calibration(sources, *, model: str | None = None, detectors=("yunet",), cuts=None, what: str = "both",
+                    target_recall: float = 0.95, stream: str | None = None, annotations=None, boxes=None,
+                    device: str = "auto", home=None) -> CalibrationRun:
+    """Calibrate ``model``'s clustering thresholds and each detector's score threshold on ``sources``.
+
+    Parameters
+    ----------
+    sources : sequence of str
+        Labelled sets (see :func:`load_labelled_set`). Detector calibration uses those with
+        true boxes: seed-layout folders, and a store when ``boxes`` is given.
+    model : str or None, default the default recognizer (SFace)
+    detectors : sequence of str, default ("yunet",)
+        Calibrated on sources with true boxes; the first also finds identity folders' faces.
+    cuts : array-like or None, default ``cut_grid()``
+    what : {"both", "clustering", "detector"}, default "both"
+    target_recall : float, default 0.95
+    stream, annotations, boxes
+        For store sources: the stream (without ``::``), the reviewed labels (default
+        ``<store folder>/metadata/annotations_manual.json``), a boxes CSV (seed format).
+    device, home
+        Where models run and the model cache.
+
+    Raises
+    ------
+    ValueError, ModelError, FileNotFoundError
+        Bad input (one line naming it), checked before any model runs where possible.
+    """
+    from streamface.engine import load_detector, load_recognizer
+    from streamface.engine.model_zoo import DETECTORS
+    from streamface.engine.models.registry import DEFAULT_RECOGNIZER, get_spec
+    from streamface.features import split_store_path
+
+    model = model or DEFAULT_RECOGNIZER
+    detectors = tuple(detectors) or ("yunet",)
+    if what not in ("both", "clustering", "detector"):
+        raise ValueError(f"what: expected both, clustering or detector, got {what!r}")
+    if not sources:
+        raise ValueError("calibrate needs at least one labelled source")
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target_recall: expected a number in (0, 1], got {target_recall!r}")
+    cuts = cut_grid() if cuts is None else np.asarray(cuts, float)
+    _check_models(model, detectors)
+    for source in sources:
+        path, named = split_store_path(source)
+        if named is None and not Path(path).exists():
+            raise FileNotFoundError(f"{source}: no such folder or store")
+
+    notes: list[str] = []
+    clustering = None
+    if what in ("both", "clustering"):
+        # The finder keeps the wrapper's shipped threshold (not a user calibration): the most
+        # confident face of each photo is taken, so a stricter threshold only loses photos.
+        shipped = DETECTORS[get_spec(detectors[0]).family].DEFAULT_CONF_THRESHOLD
+        finder = load_detector(detectors[0], device=device, home=home, conf_threshold=shipped)
+        recognizer = load_recognizer(model, device=device, home=home)
+        sets = []
+        for source in sources:
+            s = load_labelled_set(source, detector=finder, recognizer=recognizer, stream=stream,
+                                  annotations=annotations, model=model)
+            notes += [f"{s.name}: {line}" for line in s.skipped]
+            sets.append(s)
+        clustering = calibrate_clustering(sets, model, cuts)
+
+    results = []
+    if what in ("both", "detector"):
+        truth = []
+        for source in sources:
+            path, named = split_store_path(source)
+            if named is None and is_seed_folder(path):
+                truth.append(seed_folder_frames(path))
+            elif boxes is not None and (named is not None or (Path(path) / "zarr.json").is_file()):
+                truth.append(store_frames(source, boxes, stream=stream))
+        if not truth:
+            if what == "detector":
+                raise ValueError("detector calibration needs frames with true boxes: a seed-layout folder "
+                                 "(frames/ + metadata/detections.csv) or a store with --boxes")
+            notes.append("no source with true boxes: detector thresholds not calibrated")
+        else:
+            frames = [f for part, _ in truth for f in part]
+            true_boxes = {k: v for _, b in truth for k, v in b.items()}
+            for name in detectors:
+                detector = load_detector(name, device=device, home=home)
+                results.append(calibrate_detector(detector, frames, true_boxes, target_recall=target_recall))
+    return CalibrationRun(clustering, results, notes)
