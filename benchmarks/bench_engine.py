@@ -5,9 +5,10 @@ Run: ``.venv/bin/python benchmarks/bench_engine.py [--device auto] [--threads N]
 
 Cases:
 
-* detector (YuNet, 640 long side): 1080p RGB frames (the real skynews frames) per second
-  at batch 1 and 8, letterbox (kernels.preprocess_batch), inference, decode and NMS
-  included; raw: ``engine.run`` on the identical prepared (B, 3, 384, 640) tensor;
+* detectors (YuNet, and RetinaFace, CenterFace, MTCNN when fetched; 640 long side): 1080p
+  RGB frames (the real skynews frames) per second at batch 1 and 8, letterbox
+  (kernels.preprocess_batch), inference, decode and NMS included; raw: ``engine.run`` on
+  the identical prepared (B, 3, 384, 640) tensor;
 * recognizer (SFace): faces per second at batch 1, 32 and 128: ``embed_aligned`` on
   aligned uint8 crops (layout conversion included) and ``embed`` on a frame plus
   landmarks (alignment included); raw: ``engine.run`` on the identical float32 tensor.
@@ -19,12 +20,19 @@ Cases:
   ``predict`` on a frame plus landmarks (the head's crop included); raw: ``engine.run``
   on the identical normalised tensor.
 
-``overhead`` is wrapper throughput / raw throughput (1.0: the wrapper costs nothing); for
-the detector the wrapper also resizes the 1080p frames, which raw ``session.run`` does not,
-so ``overhead_without_letterbox`` (letterbox time subtracted) isolates the wrapper's own cost.
+``overhead`` is wrapper throughput / raw throughput (1.0: the wrapper costs nothing). For
+detectors two ratios are reported because the wrapper also letterboxes the 1080p frames,
+which raw ``session.run`` on a prepared tensor does not: ``overhead_prepared`` gives the
+identical prepared tensor to the wrapper's post-input path (``detect_tensor``: inference,
+decoding, NMS, mapping back: the issue's "identical prepared tensors" ratio), and
+``overhead`` is end to end from the 1080p frames (``letterbox_ms`` says what the resize
+costs; ``overhead_without_letterbox`` subtracts it). Detectors other than YuNet (RetinaFace,
+CenterFace, MTCNN) are timed when installed in ``--heads-home``; MTCNN runs an image
+pyramid, so it has frames/s only.
 Times are medians of ``--repeat`` samples taken in turns (wrapper, raw, ...) after a
-warm-up, so load from other processes hits both alike; the models are prepared into
-a temporary cache unless ``--home`` is given.
+warm-up, so load from other processes hits both alike; the detector ratios are medians of
+single calls timed back to back in pairs (``paired``), steadier still on a shared machine.
+The models are prepared into a temporary cache unless ``--home`` is given.
 """
 
 from __future__ import annotations
@@ -92,6 +100,35 @@ def timed(*fns, repeat: int, min_time: float = 0.2) -> list[float]:
     return [statistics.median(out) for out in samples]
 
 
+def paired(reference, candidate, *, pairs: int = 60, min_time: float = 1.0) -> dict:
+    """Single calls of ``reference`` and ``candidate`` timed back to back, in alternating
+    order, at least ``pairs`` times and ``min_time`` seconds.
+
+    Returns the median seconds per call of each, the median of the per-pair ratios
+    reference / candidate (``ratio``) and the same for the CPU time of the whole process
+    (``cpu_ratio``: every thread's work, which other processes' load barely changes).
+    Pairs see the same load from other processes, so on a shared machine the ratio is far
+    steadier than a ratio of separately taken medians.
+    """
+    reference(), candidate()
+    ref_times, cand_times, ratios, cpu_ratios = [], [], [], []
+    start = time.perf_counter()
+    while len(ratios) < pairs or time.perf_counter() - start < min_time:
+        order = (reference, candidate) if len(ratios) % 2 == 0 else (candidate, reference)
+        spent, cpu = {}, {}
+        for fn in order:
+            t0, c0 = time.perf_counter(), time.process_time()
+            fn()
+            spent[fn], cpu[fn] = time.perf_counter() - t0, time.process_time() - c0
+        ref_times.append(spent[reference])
+        cand_times.append(spent[candidate])
+        ratios.append(spent[reference] / spent[candidate])
+        cpu_ratios.append(cpu[reference] / max(cpu[candidate], 1e-9))
+    return {"reference_s": statistics.median(ref_times),
+            "candidate_s": statistics.median(cand_times), "ratio": statistics.median(ratios),
+            "cpu_ratio": statistics.median(cpu_ratios), "pairs": len(ratios)}
+
+
 def load_data(data: Path):
     frames = {p.stem: np.asarray(Image.open(p).convert("RGB"))
               for p in sorted((data / "frames").glob("*.png"))}
@@ -108,20 +145,38 @@ def bench_detector(detector, frames: list[np.ndarray], batches, repeat: int) -> 
     for batch in batches:
         chunk = (frames * (batch // len(frames) + 1))[:batch]
         detector.prepare(max_batch=batch)
+        if not hasattr(detector, "detect_tensor"):  # MTCNN: an image pyramid, no one tensor
+            (wrapper,) = timed(lambda: detector.detect(chunk), repeat=repeat)
+            rows.append({"case": "detector", "model": detector.spec.name, "batch": batch,
+                         "input": f"{chunk[0].shape[1]}x{chunk[0].shape[0]} (pyramid)",
+                         "wrapper_per_s": batch / wrapper, "raw_per_s": None,
+                         "overhead": None, "unit": "frames"})
+            continue
         sizes = [f.shape[:2] for f in chunk]
-        tensor, _ = detector._batch.fill(chunk, sizes)
+        tensor, letterbox = detector._batch.fill(chunk, sizes)
         tensor = tensor.copy()
         name = detector.engine.input_names[0]
-        wrapper, raw, letterbox = timed(lambda: detector.detect(chunk),
-                                        lambda: detector.engine.run({name: tensor}),
-                                        lambda: detector._batch.fill(chunk, sizes), repeat=repeat)
+
+        def raw():
+            detector.engine.run({name: tensor})
+
+        # Ratios from back-to-back pairs (see ``paired``); throughputs from their medians.
+        prepared = paired(raw, lambda: detector.detect_tensor(tensor, letterbox),
+                          pairs=10 * repeat)
+        whole = paired(raw, lambda: detector.detect(chunk), pairs=10 * repeat)
+        (fill,) = timed(lambda: detector._batch.fill(chunk, sizes), repeat=repeat)
+        wrapper = whole["candidate_s"]
         rows.append({"case": "detector", "model": detector.spec.name, "batch": batch,
                      "input": f"{chunk[0].shape[1]}x{chunk[0].shape[0]} -> "
                               f"{tensor.shape[3]}x{tensor.shape[2]}",
-                     "wrapper_per_s": batch / wrapper, "raw_per_s": batch / raw,
-                     "overhead": raw / wrapper, "letterbox_ms": letterbox * 1e3,
-                     "overhead_without_letterbox": raw / max(wrapper - letterbox, 1e-9),
-                     "unit": "frames"})
+                     "wrapper_per_s": batch / wrapper, "raw_per_s": batch / whole["reference_s"],
+                     "prepared_per_s": batch / prepared["candidate_s"],
+                     "overhead_prepared": prepared["ratio"], "overhead": whole["ratio"],
+                     "overhead_prepared_cpu": prepared["cpu_ratio"],
+                     "overhead_cpu": whole["cpu_ratio"],
+                     "letterbox_ms": fill * 1e3,
+                     "overhead_without_letterbox": whole["reference_s"] / max(wrapper - fill, 1e-9),
+                     "pairs": prepared["pairs"], "unit": "frames"})
     detector.prepare()
     return rows
 
@@ -152,6 +207,7 @@ def bench_recognizer(recognizer, frames: dict, faces: list, batches, repeat: int
 
 
 HEADS = ("age", "gender", "expression", "mask", "whenet", "fairface")
+DETECTORS = ("retinaface", "centerface", "mtcnn")
 
 
 def bench_heads(heads, frames: dict, faces: list, batches, repeat: int) -> list[dict]:
@@ -196,6 +252,8 @@ def main(argv: list[str] | None = None) -> dict:
                              "else $STREAMFACE_HOME or ~/.cache/streamface)")
     parser.add_argument("--heads", nargs="*", default=list(HEADS),
                         help="attribute heads to time when installed")
+    parser.add_argument("--detectors", nargs="*", default=list(DETECTORS),
+                        help="detectors besides yunet to time when installed (in --heads-home)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args(argv)
 
@@ -229,6 +287,13 @@ def main(argv: list[str] | None = None) -> dict:
               f"`streamface models prepare fairface --model-path FILE`)")
     heads = [load_attribute_head(n, **{**options, "home": heads_cache.home}) for n in installed]
     rows += bench_heads(heads, frames, faces, args.head_batches, args.repeat)
+    for name in args.detectors:
+        if not heads_cache.is_installed(name):
+            print(f"detector {name} not installed in {heads_cache.models_dir} (skipped); "
+                  f"`streamface models fetch {name}` installs it")
+            continue
+        other = load_detector(name, **{**options, "home": heads_cache.home})
+        rows += bench_detector(other, with_faces, args.detector_batches, args.repeat)
 
     result = {"benchmark": "engine", "hardware": hardware(), "device": detector.engine.device,
               "backend": detector.engine.backend,
@@ -237,17 +302,20 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"device {result['device']} via {result['backend']}, "
           f"threads {args.threads or 'all'}; {result['hardware'].get('cpu')}")
     print(f"{'case':<11}{'model':<11}{'batch':>6}  {'wrapper/s':>10}  {'raw/s':>10}  "
-          f"{'overhead':>8}  {'letterbox ms':>12}  {'overhead w/o letterbox':>22}  "
-          f"{'with align/crop/s':>17}")
+          f"{'overhead':>8}  {'prepared':>8}  {'letterbox ms':>12}  "
+          f"{'overhead w/o letterbox':>22}  {'with align/crop/s':>17}")
+
+    def cell(value, width: int, fmt: str) -> str:
+        return f"{'' if value is None else format(value, fmt):>{width}}"
+
     for row in rows:
         extra = row.get("embed_with_alignment_per_s", row.get("predict_with_crop_per_s"))
-        box = row.get("letterbox_ms")
-        rest = row.get("overhead_without_letterbox")
         print(f"{row['case']:<11}{row['model']:<11}{row['batch']:>6}  "
-              f"{row['wrapper_per_s']:>10.1f}  {row['raw_per_s']:>10.1f}  {row['overhead']:>8.3f}  "
-              f"{'' if box is None else f'{box:.2f}':>12}  "
-              f"{'' if rest is None else f'{rest:.3f}':>22}  "
-              f"{'' if extra is None else f'{extra:.1f}':>17}")
+              f"{row['wrapper_per_s']:>10.1f}  {cell(row['raw_per_s'], 10, '.1f')}  "
+              f"{cell(row['overhead'], 8, '.3f')}  {cell(row.get('overhead_prepared'), 8, '.3f')}  "
+              f"{cell(row.get('letterbox_ms'), 12, '.2f')}  "
+              f"{cell(row.get('overhead_without_letterbox'), 22, '.3f')}  "
+              f"{cell(extra, 17, '.1f')}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

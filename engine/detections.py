@@ -77,12 +77,14 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float,
     y2 = y1 + boxes[:, 3]
     areas = np.maximum(boxes[:, 2], 0) * np.maximum(boxes[:, 3], 0)
     keep = []
+    # np.maximum, not np.clip: this loop runs once per kept face of every frame, and
+    # np.clip's Python-level overhead was most of its cost (same values, NaN included).
     while order.size:
         i = order[0]
         keep.append(i)
         rest = order[1:]
-        w = np.clip(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0, None)
-        h = np.clip(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0, None)
+        w = np.maximum(np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]), 0.0)
+        h = np.maximum(np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]), 0.0)
         inter = w * h
         union = areas[i] + areas[rest] - inter
         iou = np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)

@@ -19,11 +19,13 @@ from streamface.engine.errors import ModelError
 from streamface.engine.models.age_gender import AgeHead, GenderHead
 from streamface.engine.models.arcface import ArcFace
 from streamface.engine.models.cache import ModelCache
+from streamface.engine.models.calibration_file import user_values
 from streamface.engine.models.centerface import CenterFace
 from streamface.engine.models.concatenated import ConcatenatedRecognizer
 from streamface.engine.models.expression import ExpressionHead
 from streamface.engine.models.face_mask import MaskHead
 from streamface.engine.models.fairface import FairFace
+from streamface.engine.models.mtcnn import MTCNN
 from streamface.engine.models.registry import (
     DEFAULT_DETECTOR,
     DEFAULT_RECOGNIZER,
@@ -38,7 +40,8 @@ from streamface.engine.models.whenet import WHENet
 from streamface.engine.models.yunet import YuNet
 from streamface.engine.pose import POSE_NAMES, head_pose
 
-DETECTORS = {"yunet": YuNet, "retinaface": RetinaFace, "centerface": CenterFace, "scrfd": SCRFD}
+DETECTORS = {"yunet": YuNet, "retinaface": RetinaFace, "centerface": CenterFace, "scrfd": SCRFD,
+             "mtcnn": MTCNN}
 RECOGNIZERS = {"sface": SFace, "arcface": ArcFace}
 ATTRIBUTE_HEADS = {"age": AgeHead, "gender": GenderHead, "expression": ExpressionHead,
                    "mask": MaskHead, "whenet": WHENet, "fairface": FairFace}
@@ -94,6 +97,11 @@ def _load(role: str, name: str | None, families: dict, default: str, device: str
     prepared = cache.load(spec.name)
     engine = create_engine(prepared.data, device=device, backend=backend,
                            name=str(prepared.path), **engine_options)
+    if spec.extra.get("stages"):  # a cascade (MTCNN): its other networks' entries
+        stages = [cache.load(stage) for stage in spec.extra["stages"]]
+        return families[spec.family](engine, spec, stages=[
+            create_engine(s.data, device=device, backend=backend, name=str(s.path),
+                          **engine_options) for s in stages])
     return families[spec.family](engine, spec)
 
 
@@ -121,9 +129,13 @@ def load_detector(name: str | None = None, device: str = "auto", backend: str = 
         execution provider on CUDA (engines cached under ``<home>/tensorrt``).
     **options
         Passed to the wrapper's ``prepare`` (e.g. ``conf_threshold``, ``input_size``).
+        Without ``conf_threshold``: the user's calibrated value for this model
+        (``<home>/calibration.json``), else the wrapper's shipped one.
 
     Raises
     ------
+    CalibrationFileError
+        The user's calibration file is malformed (a ValueError naming the file).
     ModelError
         Unknown, missing, damaged or checksum-failing model.
     BackendError
@@ -131,6 +143,11 @@ def load_detector(name: str | None = None, device: str = "auto", backend: str = 
     """
     detector = _load("detector", name, DETECTORS, DEFAULT_DETECTOR, device, backend, path,
                      home, {"intra_op_threads": intra_op_threads, **(engine_options or {})})
+    if "conf_threshold" not in options:
+        # The user's calibration (`streamface calibrate --write`) over the wrapper's shipped value.
+        user = user_values(detector.spec.name, home).get("conf_threshold")
+        if user is not None:
+            options = {**options, "conf_threshold": user}
     return detector.prepare(**options) if options else detector
 
 

