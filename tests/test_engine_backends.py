@@ -65,7 +65,8 @@ def test_cuda_without_cuda_is_an_error_not_a_fallback(device, engine_home):
         load_detector(device=device, home=engine_home)
 
 
-@pytest.mark.parametrize("backend, package", [("tensorrt", "tensorrt"), ("torch", "torch")])
+# torch: tests/test_engine_torch.py (it loads wherever torch and CUDA are installed).
+@pytest.mark.parametrize("backend, package", [("tensorrt", "tensorrt")])
 def test_unavailable_backends_refuse_clearly(backend, package, engine_home):
     with pytest.raises(BackendError, match=f"backend '{backend}'|{backend} backend") as err:
         load_recognizer(backend=backend, device="cuda:0", home=engine_home)

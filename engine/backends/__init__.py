@@ -1,7 +1,8 @@
 """Inference backends behind one protocol, :class:`InferenceEngine`.
 
 ``create_engine(model, device=..., backend=...)`` resolves ``"auto"`` (CUDA through
-ONNX Runtime when onnxruntime-gpu is present, else the CPU), logs the choice once, and
+ONNX Runtime when onnxruntime-gpu is present, else the CPU; ``backend="torch"`` runs
+the graph converted to PyTorch, CPU or CUDA), logs the choice once, and
 returns an engine. Asking for a device or backend this machine lacks raises
 :class:`~streamface.engine.errors.BackendError`.
 """
@@ -16,7 +17,7 @@ from streamface.engine.backends.base import (
     resolve,
 )
 from streamface.engine.backends.ort import OrtEngine
-from streamface.engine.backends.unavailable import tensorrt_engine, torch_engine
+from streamface.engine.backends.unavailable import tensorrt_engine
 
 
 def create_engine(model, *, device: str = "auto", backend: str = "auto",
@@ -32,7 +33,8 @@ def create_engine(model, *, device: str = "auto", backend: str = "auto",
     name : str
         Model name for messages.
     **options
-        Backend options, e.g. ``intra_op_threads``, ``max_batch``, ``tensorrt`` (ORT).
+        Backend options, e.g. ``intra_op_threads``, ``max_batch``, ``tensorrt`` (ORT);
+        ``fp16``, ``cuda_graphs``, ``graph_batches`` (torch, see ``TorchEngine``).
 
     Returns
     -------
@@ -42,7 +44,10 @@ def create_engine(model, *, device: str = "auto", backend: str = "auto",
     if placement.backend == "tensorrt":
         return tensorrt_engine(model, device=placement.device, name=name, **options)
     if placement.backend == "torch":
-        return torch_engine(model, device=placement.device, name=name, **options)
+        # Imported here: torch is an optional extra and slow to import.
+        from streamface.engine.backends.torch_backend import TorchEngine
+
+        return TorchEngine(model, device=placement.device, name=name, **options)
     return OrtEngine(model, device=device, name=name, **options)
 
 

@@ -93,8 +93,9 @@ def resolve(device: str = "auto", backend: str = "auto") -> Placement:
     """Turn ``device``/``backend`` (possibly ``"auto"``) into a concrete placement.
 
     ``"auto"`` prefers CUDA through ONNX Runtime when onnxruntime-gpu is installed and
-    falls back to the CPU. An explicit ``cuda`` device that this machine cannot serve is
-    an error, never a silent fallback.
+    falls back to the CPU (backend ``"auto"`` always means ONNX Runtime; the torch
+    backend is only used when asked for, on ``cpu`` or ``cuda:N``). An explicit
+    ``cuda`` device that this machine cannot serve is an error, never a silent fallback.
 
     Raises
     ------
@@ -107,7 +108,12 @@ def resolve(device: str = "auto", backend: str = "auto") -> Placement:
     if backend not in BACKENDS:
         allowed = ", ".join(map(repr, BACKENDS))
         raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
-    if backend in ("tensorrt", "torch"):
+    if backend == "torch":
+        # Torch runs on the CPU too; ``auto`` takes CUDA when torch sees a device.
+        from streamface.engine.backends.torch_backend import torch_placement
+
+        return torch_placement(wanted)
+    if backend == "tensorrt":
         if wanted == "cpu":
             raise BackendError(f"backend {backend!r} runs on CUDA only; use device='cuda:0' "
                                f"or backend='ort' for the CPU")

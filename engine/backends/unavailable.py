@@ -1,4 +1,4 @@
-"""Backends named in the design that this version does not run yet.
+"""Backends named in the design that this version does not run yet (native TensorRT).
 
 They fail loudly and early, with the reason and the alternative, instead of
 pretending to work or quietly running something else.
@@ -21,12 +21,3 @@ def tensorrt_engine(model, *, device: str, name: str = "model", **options):
                        f"use backend='ort' with onnxruntime-gpu (tensorrt=True selects its "
                        f"TensorRT execution provider)")
 
-
-def torch_engine(model, *, device: str, name: str = "model", **options):
-    """Torch-CUDA through an ONNX-to-torch converter: not yet."""
-    missing = [m for m in ("torch", "onnx2torch") if importlib.util.find_spec(m) is None]
-    if missing:
-        raise BackendError(f"{name}: backend 'torch' needs {' and '.join(missing)} (not "
-                           f"installed) and a CUDA GPU; use backend='ort'")
-    raise BackendError(f"{name}: the torch backend is not implemented in this version; "
-                       f"use backend='ort'")
