@@ -6,6 +6,9 @@ The JSON form is read by external checks and keeps this shape::
      "streams": {"<name>": {"frames": int, "faces": int, "embedded": int, "labelled": int,
                             "first_capture": str | null, "last_capture": str | null,
                             "bytes": int, ...}}}
+
+Several stores (rotated stores, a glob) give ``{"paths", "stores": [the above...],
+"streams": {name: totals}}`` (:func:`combined_summary`).
 """
 
 from __future__ import annotations
@@ -73,3 +76,68 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) if i < 5 else c.ljust(w)
                                for i, (c, w) in enumerate(zip(r, widths))).rstrip())
     return "\n".join(lines)
+
+
+def combined_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several stores at once (rotated stores of one ingest): each summary and per-stream totals.
+
+    Returns
+    -------
+    dict
+        ``{"paths": [str], "stores": [store_summary...], "streams": {name: {"stores": int,
+        "frames", "faces", "embedded", "labelled", "bytes": int (sums),
+        "first_capture", "last_capture": str | None (earliest / latest)}}}``
+    """
+    totals: dict[str, dict[str, Any]] = {}
+    for summary in summaries:
+        for name, s in summary["streams"].items():
+            t = totals.setdefault(name, {"stores": 0, "frames": 0, "faces": 0, "embedded": 0, "labelled": 0,
+                                         "first_capture": None, "last_capture": None, "bytes": 0})
+            t["stores"] += 1
+            for key in ("frames", "faces", "embedded", "labelled", "bytes"):
+                t[key] += s[key]
+            # ISO 8601 strings in one time zone (UTC) order like the times they name.
+            if s["first_capture"] and (t["first_capture"] is None or s["first_capture"] < t["first_capture"]):
+                t["first_capture"] = s["first_capture"]
+            if s["last_capture"] and (t["last_capture"] is None or s["last_capture"] > t["last_capture"]):
+                t["last_capture"] = s["last_capture"]
+    return {"paths": [s["path"] for s in summaries], "stores": summaries,
+            "streams": dict(sorted(totals.items()))}
+
+
+def format_combined(combined: dict[str, Any]) -> str:
+    """Each store's table of :func:`format_summary`, then the per-stream totals across them."""
+    parts = [format_summary(s) for s in combined["stores"]]
+    total = {"path": f"total across {len(combined['stores'])} stores", "version": "-",
+             "streams": combined["streams"]}
+    _, *rows = format_summary(total).splitlines()  # the table without its one-store title line
+    parts.append("\n".join([f"total across {len(combined['stores'])} stores "
+                            f"({len(combined['streams'])} streams)", *rows]))
+    return "\n\n".join(parts)
+
+
+def locations_summary(arguments) -> tuple[dict[str, Any], bool]:
+    """Summary of the stores that ``arguments`` name (see
+    :func:`~streamface.store.rotation.expand_store_locations`).
+
+    Returns
+    -------
+    (dict, bool)
+        :func:`store_summary` and False for one store; :func:`combined_summary` and True
+        for several.
+
+    Raises
+    ------
+    StoreError
+        A location is not a readable store (the message names it), or a glob matched none.
+    """
+    from streamface.store.errors import NotAStoreError
+    from streamface.store.rotation import expand_store_locations
+
+    locations = expand_store_locations(arguments)
+    if not locations:
+        raise NotAStoreError(f"no Streamface store matches {' '.join(map(str, arguments))}")
+    summaries = [store_summary(FaceStore.open(location, mode="r")) for location in locations]
+    if len(summaries) == 1:
+        return summaries[0], False
+    return combined_summary(summaries), True
