@@ -1,18 +1,27 @@
-"""Benchmark decoding and the fused capture + extraction + analysis pipeline on a clip.
+"""Benchmark decoding, the fused pipeline (``run``) and multi-stream ingest on a clip.
 
 Run: ``.venv/bin/python benchmarks/bench_pipeline.py [--clip PATH] [--sample-fps 1]
-[--repeat 3] [--json out.json]``
+[--repeat 3] [--streams 1 4] [--json benchmarks/results/bench_pipeline.json]``
 
 Cases (medians of ``--repeat`` runs):
 
 * decode only, keyframes (``skip_frame=NONKEY``) and all frames: frames per second,
   with and without the RGB conversion the keyframe selection needs;
 * the pipeline (``streamface run``'s ``Pipeline``) in keyframe mode and, with
-  ``--sample-fps``, in sampling mode: decoded frames per second, faces per second and
-  the time share per step (decode + RGB, keyframe selection, frame encoding,
-  detection, face filters/crops/alignment, store append, analysis);
+  ``--sample-fps``, in sampling mode, with its store writes behind the inference
+  (``async``, as shipped) and, side by side, run inline (``sync``, the former
+  behaviour): decoded frames per second, faces per second and the time per step
+  (decode + RGB and keyframe selection on the decoding thread; detection, face
+  filters/crops/alignment, frame encoding, store append and analysis on the commit
+  thread, so with ``async`` the shares add up to more than 100%);
 * efficiency = (decode-only time + raw model time for the same kept frames and faces,
-  measured apart) / pipeline time.
+  measured apart) / pipeline time;
+* ``streamface ingest`` of the clip as 1 and as N concurrent streams (``--streams``),
+  each configuration in its own subprocess: total frames/s and faces/s, per-stream
+  latency from a kept frame's decoding to its commit, peak RSS (``VmHWM`` on Linux,
+  where a child's ``ru_maxrss`` starts at its parent's size; ``ru_maxrss`` elsewhere,
+  both recorded) and the peak RSS each stream beyond the first adds; efficiency of the
+  1-stream ingest.
 
 Models come from the user's cache (``STREAMFACE_HOME``), prepared on first use.
 """
@@ -23,9 +32,12 @@ import argparse
 import functools
 import json
 import platform
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,10 +68,11 @@ def decode_only(clip: Path, *, keyframes: bool, rgb: bool) -> tuple[int, float]:
 
 
 class StepTimer:
-    """Wraps callables and adds their time to named buckets."""
+    """Wraps callables and adds their time to named buckets (from any thread)."""
 
     def __init__(self):
         self.seconds: dict[str, float] = {}
+        self._lock = threading.Lock()
 
     def wrap(self, name, func):
         @functools.wraps(func)
@@ -68,12 +81,32 @@ class StepTimer:
             try:
                 return func(*args, **kwargs)
             finally:
-                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                with self._lock:
+                    self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
         return timed
 
 
-def run_pipeline(clip: Path, sample_fps: float | None) -> dict:
-    from streamface import keyframes, stream_capture
+class InlineCommits:
+    """Stand-in for :class:`~streamface.commit_queue.CommitQueue` that runs each job as it
+    is submitted: the pipeline as it was before its writes moved behind the inference."""
+
+    def __init__(self, writer, **_):
+        self.writer = writer
+
+    def submit(self, job):
+        job(self.writer)
+
+    def close(self):
+        pass
+
+
+#: Steps that run on the decoding thread with async writes (the rest of its time is
+#: decode + RGB); detection and all after it run on the commit thread.
+DECODING_THREAD_STEPS = ("selection", "wait_for_commits")
+
+
+def run_pipeline(clip: Path, sample_fps: float | None, writes: str = "async") -> dict:
+    from streamface import keyframes, pipeline as pipeline_module, stream_capture
     from streamface.face_analysis import FaceAnalysis
     from streamface.face_extraction import FaceExtraction, FaceExtractor
     from streamface.pipeline import Pipeline
@@ -89,6 +122,13 @@ def run_pipeline(clip: Path, sample_fps: float | None) -> dict:
     originals = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]
     for obj, attr, name in patches:
         setattr(obj, attr, timer.wrap(name, getattr(obj, attr)))
+    if writes == "sync":
+        originals.append((pipeline_module, "CommitQueue", pipeline_module.CommitQueue))
+        pipeline_module.CommitQueue = InlineCommits
+    else:  # the decoding thread waiting for room in the commit queue
+        queue_class = pipeline_module.CommitQueue
+        originals.append((queue_class, "submit", queue_class.submit))
+        queue_class.submit = timer.wrap("wait_for_commits", queue_class.submit)
     kept_frames: list = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
@@ -127,9 +167,10 @@ def run_pipeline(clip: Path, sample_fps: float | None) -> dict:
             setattr(obj, attr, original)
     total = summary.seconds
     named = {k: v for k, v in timer.seconds.items()}
-    # analysis and detection run inside the store callback; 'store' counts only the writes.
-    named["decode_rgb"] = max(0.0, total - sum(named.values()))
-    return {"seconds": total, "model_load_s": load_s, "decoded": summary.capture.decoded,
+    # 'store' counts only the frame/face appends; 'analysis' includes its own writes.
+    on_decoding_thread = DECODING_THREAD_STEPS if writes == "async" else tuple(named)
+    named["decode_rgb"] = max(0.0, total - sum(v for k, v in named.items() if k in on_decoding_thread))
+    return {"writes": writes, "seconds": total, "model_load_s": load_s, "decoded": summary.capture.decoded,
             "kept": summary.capture.kept, "faces": summary.extraction.faces,
             "fps": summary.capture.decoded / total, "faces_per_s": summary.extraction.faces / total,
             "share": {k: v / total for k, v in sorted(named.items())}, "_frames": kept_frames}
@@ -150,37 +191,131 @@ def raw_model_time(frames: list, faces: int) -> float:
     return time.perf_counter() - started
 
 
+def ingest_child(clip: Path, streams: int, sample_fps: float | None) -> dict:
+    """One ingest of ``streams`` copies of the clip (in a fresh subprocess: ``ru_maxrss``
+    is the peak of the whole process)."""
+    from streamface.face_analysis import FaceAnalysis
+    from streamface.face_extraction import FaceExtraction
+    from streamface.ingest import Ingest
+    from streamface.stream_capture import StreamCapture
+
+    # The models are loaded once, inside the ingest (the parent's runs left their files
+    # in the page cache), so the peak is models + streams, not two copies of the models.
+    extraction, analysis = FaceExtraction(None, None), FaceAnalysis(None, None)
+    with tempfile.TemporaryDirectory() as tmp:
+        captures = [StreamCapture(f"s{i}", str(clip), tmp, sample_fps=sample_fps,
+                                  keyframes_only=sample_fps is None) for i in range(streams)]
+        job = Ingest(captures, extraction, analysis, store=str(Path(tmp) / "s.zarr"))
+        summary = job.call()
+    peak_kib = peak_rss_kib()
+    frames = sum(c.frames for c in summary.streams)
+    faces = sum(c.faces for c in summary.streams)
+    return {"streams": streams, "seconds": summary.seconds, "load_s": summary.load_seconds,
+            "frames": frames, "keyframes": sum(c.keyframes for c in summary.streams), "faces": faces,
+            "fps": frames / summary.seconds, "faces_per_s": faces / summary.seconds,
+            "latency_s": statistics.mean(c.latency_s for c in summary.streams),
+            "latency_max_s": max(c.latency_max_s for c in summary.streams),
+            "errors": [c.error for c in summary.streams if c.error],
+            "peak_rss_mib": peak_kib / 1024,
+            "ru_maxrss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def peak_rss_kib() -> int:
+    """Peak resident memory of this process image, KiB.
+
+    Linux keeps ``ru_maxrss`` across fork + exec, so a child of a big parent reports at
+    least the parent's size at the fork; ``VmHWM`` (``/proc/self/status``) is the
+    high-water mark of this program alone. Elsewhere ``ru_maxrss`` is all there is.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def run_ingest(clip: Path, streams: int, sample_fps: float | None) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--clip", str(clip),
+           "--ingest-child", str(streams)] + (["--sample-fps", str(sample_fps)] if sample_fps else [])
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"ingest of {streams} streams failed: {done.stderr.strip()[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
     parser.add_argument("--sample-fps", type=float, default=None,
                         help="also run the pipeline sampling at this rate")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--streams", type=int, nargs="*", default=[1, 4],
+                        help="ingest the clip as this many concurrent streams (each count "
+                        "in its own subprocess)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--ingest-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.clip.is_file():
         parser.error(f"clip not found: {args.clip}")
+    if args.ingest_child is not None:
+        print(json.dumps(ingest_child(args.clip, args.ingest_child, args.sample_fps)))
+        return {}
 
     result = {"benchmark": "pipeline", "clip": str(args.clip), "hardware": hardware(), "decode": {},
               "pipeline": {}}
-    for label, keyframes, rgb in (("keyframes", True, False), ("keyframes_rgb", True, True),
-                                  ("all_frames", False, False), ("all_frames_rgb", False, True)):
-        runs = [decode_only(args.clip, keyframes=keyframes, rgb=rgb) for _ in range(args.repeat)]
-        seconds = statistics.median(s for _, s in runs)
-        result["decode"][label] = {"frames": runs[0][0], "seconds": seconds, "fps": runs[0][0] / seconds}
-
+    decodes = (("keyframes", True, False), ("keyframes_rgb", True, True),
+               ("all_frames", False, False), ("all_frames_rgb", False, True))
     modes = [("keyframes", None)] + ([("sample", args.sample_fps)] if args.sample_fps else [])
+    # Every configuration once per round, rounds repeated: on a shared machine the load
+    # drifts, and interleaving gives each configuration the same share of it.
+    runs: dict[str, list] = {}
+    decoded: dict[str, list] = {}
+    for _ in range(args.repeat):
+        for label, keyframes, rgb in decodes:
+            decoded.setdefault(label, []).append(decode_only(args.clip, keyframes=keyframes, rgb=rgb))
+        for mode, fps in modes:
+            for writes in ("sync", "async"):
+                runs.setdefault(f"{mode}_{writes}", []).append(run_pipeline(args.clip, fps, writes))
+            for n in args.streams:
+                runs.setdefault(f"ingest_{mode}_x{n}", []).append(run_ingest(args.clip, n, fps))
+
+    for label, timed in decoded.items():
+        seconds = statistics.median(s for _, s in timed)
+        result["decode"][label] = {"frames": timed[0][0], "seconds": seconds, "fps": timed[0][0] / seconds}
+
+    def median_run(label):
+        return sorted(runs[label], key=lambda r: r["seconds"])[len(runs[label]) // 2]
+
+    raw_by_mode = {}
+    result["ingest"] = {}
     for mode, fps in modes:
-        runs = [run_pipeline(args.clip, fps) for _ in range(args.repeat)]
-        best = sorted(runs, key=lambda r: r["seconds"])[len(runs) // 2]
-        frames = best.pop("_frames")
-        for r in runs:
+        decode_s = result["decode"]["keyframes_rgb" if fps is None else "all_frames_rgb"]["seconds"]
+        for writes in ("sync", "async"):
+            best = median_run(f"{mode}_{writes}")
+            frames = best.pop("_frames")
+            if mode not in raw_by_mode:
+                raw_by_mode[mode] = raw_model_time(frames, best["faces"])
+            best["raw_model_s"] = raw_by_mode[mode]
+            best["efficiency"] = (decode_s + raw_by_mode[mode]) / best["seconds"]
+            result["pipeline"][f"{mode}_{writes}"] = best
+        for n in args.streams:
+            best = median_run(f"ingest_{mode}_x{n}")
+            if n == 1:
+                best["efficiency"] = (decode_s + raw_by_mode[mode]) / best["seconds"]
+            result["ingest"][f"{mode}_x{n}"] = best
+        one = result["ingest"].get(f"{mode}_x1")
+        for n in args.streams:
+            many = result["ingest"][f"{mode}_x{n}"]
+            if one is not None and n > 1:
+                # Memory each extra stream adds (decoder, frames in flight, commit queue).
+                many["rss_per_extra_stream_mib"] = (many["peak_rss_mib"] - one["peak_rss_mib"]) / (n - 1)
+                many["throughput_vs_x1"] = many["fps"] / one["fps"]
+    for label in runs:
+        for r in runs[label]:
             r.pop("_frames", None)
-        decode_key = "keyframes_rgb" if fps is None else "all_frames_rgb"
-        raw = raw_model_time(frames, best["faces"])
-        best["raw_model_s"] = raw
-        best["efficiency"] = (result["decode"][decode_key]["seconds"] + raw) / best["seconds"]
-        result["pipeline"][mode] = best
 
     print(f"clip {args.clip.name}; {result['hardware'].get('cpu')}")
     print(f"{'decode':<16}{'frames':>8}{'seconds':>10}{'fps':>10}")
@@ -191,6 +326,14 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"{mode:<12}{r['decoded']:>8}{r['kept']:>6}{r['faces']:>7}{r['seconds']:>9.2f}"
               f"{r['fps']:>8.1f}{r['faces_per_s']:>9.1f}{r['efficiency']:>6.2f}")
         print("  share: " + ", ".join(f"{k} {v:.0%}" for k, v in r["share"].items()))
+    if result["ingest"]:
+        print(f"{'ingest':<14}{'frames':>7}{'faces':>6}{'seconds':>8}{'fps':>7}{'faces/s':>8}"
+              f"{'latency':>8}{'max':>6}{'peakMiB':>8}{'+MiB/str':>9}{'eff':>6}")
+        for label, r in result["ingest"].items():
+            eff = f"{r['efficiency']:>6.2f}" if "efficiency" in r else f"{'':>6}"
+            print(f"{label:<14}{r['frames']:>7}{r['faces']:>6}{r['seconds']:>8.2f}{r['fps']:>7.1f}"
+                  f"{r['faces_per_s']:>8.1f}{r['latency_s']:>8.2f}{r['latency_max_s']:>6.2f}"
+                  f"{r['peak_rss_mib']:>8.0f}{r.get('rss_per_extra_stream_mib', float('nan')):>9.0f}{eff}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result

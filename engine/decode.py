@@ -151,8 +151,12 @@ class VideoDecoder:
         Live sources: reopen after this many frames (the seed's option).
     max_reconnects : int or None
         Give up after this many reconnects in a row without a frame (None: never).
-    backoff : (float, float), default (0.5, 30)
+    backoff : (float, float), default (0.5, 8)
         First and largest wait between reconnects, in seconds (doubling in between).
+        The cap is short because a live playlist keeps only a window of recent
+        segments (often 12-30 s): measured in ``benchmarks/soak.py``, a 30 s cap came
+        back 12-14 s after a 20 s server outage ended, when the window had already
+        moved past the outage.
     threads : int or None
         Decoder threads (None: FFmpeg's automatic count).
     stop_event : threading.Event, optional
@@ -163,7 +167,7 @@ class VideoDecoder:
                  max_frames: int | None = None, duration: float | None = None,
                  start_time_us: int | None = None, after_time_us: int | None = None,
                  reconnect: bool | None = None, reconnect_interval: int | None = None,
-                 max_reconnects: int | None = None, backoff: tuple[float, float] = (0.5, 30.0),
+                 max_reconnects: int | None = None, backoff: tuple[float, float] = (0.5, 8.0),
                  threads: int | None = None, open_timeout: float = 15.0,
                  read_timeout: float = 15.0, stop_event: threading.Event | None = None) -> None:
         if sample_fps is not None and not sample_fps > 0:

@@ -15,6 +15,7 @@ is written into the store, in batches of ``batch_size`` faces, each committed, s
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -89,25 +90,54 @@ class FaceAnalyzer:
         """
         if stop <= start:
             return
-        faces = writer.read_faces(start, stop, columns=("frame", "landmarks", "aligned"))
-        writer.write_embeddings(start, self._embed(faces.aligned), model=self.model)
-        if not any(h.name == "whenet" for h in self.heads):
-            writer.write_attribute("pose", start, np.round(head_pose(faces.landmarks), 2),
-                                   classes=POSE_NAMES)
+        self.write(writer, start, *self.compute(writer, start, stop, frames))
+
+    def compute(self, stream, start: int, stop: int, frames: dict[int, np.ndarray] | None = None
+                ) -> tuple[np.ndarray, dict[str, tuple[np.ndarray, list]]]:
+        """Embeddings and attributes of faces ``[start, stop)`` of ``stream`` (a reader or a
+        writer), nothing written: see :meth:`embed` and :meth:`describe`."""
+        faces = stream.read_faces(start, stop, columns=("frame", "landmarks", "aligned"))
+        images = dict(frames or {})
         if self.heads:
-            images = dict(frames or {})
             for index in np.unique(faces.frame).tolist():
                 if index not in images:
-                    blob = writer.read_frame_images(index, index + 1)[0]
+                    blob = stream.read_frame_images(index, index + 1)[0]
                     images[index] = decode_image(blob) if blob else None
-            for head in self.heads:
-                rows = np.zeros((len(faces), len(head.classes)), np.float32)
-                for index, image in images.items():
-                    mine = faces.frame == index
-                    if image is not None and mine.any():
-                        rows[mine] = head.predict(image, faces.landmarks[mine])
-                writer.write_attribute(head.name, start, np.round(rows, 2), classes=head.classes)
-        self.summary.faces += stop - start
+        return self.embed(faces.aligned), self.describe(faces.landmarks, faces.frame, images)
+
+    def embed(self, aligned: np.ndarray) -> np.ndarray:
+        """Embeddings ``(n, D)`` float32 of aligned crops ``(n, S, S, 3)`` uint8."""
+        return self._embed(aligned) if len(aligned) else np.zeros((0, 1), np.float32)
+
+    def describe(self, landmarks: np.ndarray, frame: np.ndarray,
+                 images: dict[int, np.ndarray | None]) -> dict[str, tuple[np.ndarray, list]]:
+        """Attributes of ``n`` faces: ``{name: (values (n, classes) float32, classes)}``.
+
+        ``landmarks`` is ``(n, 5, 2)``, ``frame`` ``(n,)`` keys into ``images`` (RGB
+        frames; the heads need them, the geometric pose does not).
+        """
+        out = {}
+        if not any(h.name == "whenet" for h in self.heads):
+            out["pose"] = (np.round(head_pose(landmarks), 2), POSE_NAMES)
+        for head in self.heads:
+            rows = np.zeros((len(landmarks), len(head.classes)), np.float32)
+            for index in np.unique(frame).tolist():
+                image = images.get(index)
+                mine = frame == index
+                if image is not None and mine.any():
+                    rows[mine] = head.predict(image, landmarks[mine])
+            out[head.name] = (np.round(rows, 2), head.classes)
+        return out
+
+    def write(self, writer, start: int, embeddings: np.ndarray,
+              attributes: dict[str, tuple[np.ndarray, list]]) -> None:
+        """Commit what :meth:`embed` and :meth:`describe` made for faces ``[start, start + n)``."""
+        if not len(embeddings):
+            return
+        writer.write_embeddings(start, embeddings, model=self.model)
+        for name, (values, classes) in attributes.items():
+            writer.write_attribute(name, start, values, classes=classes)
+        self.summary.faces += len(embeddings)
 
     def _embed(self, aligned: np.ndarray) -> np.ndarray:
         size = self.recognizer.size
@@ -144,11 +174,18 @@ class FaceAnalysis:
         Only this stream (default: all).
     store : path or None
         Use this store instead of ``<input_dir>/streamface.zarr``.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+    backend : {"auto", "ort", "tensorrt", "torch"}, default "auto"
+        Where and with what the models run (see ``streamface.engine.backends``).
+    executor : streamface.ray_pool.RayPool, optional
+        Compute the batches on remote workers (Ray actors reading the store, so it
+        must be a path or URL they reach); this process commits them in order.
+        The results are those of a local run.
     """
 
     def __init__(self, input_dir, output_dir, representation=None, demographics=None,
                  expression=None, mask=None, pose=None, batch_size=128, resume=True,
-                 log_interval=100, *, name=None, device="auto", store=None):
+                 log_interval=100, *, name=None, device="auto", backend="auto", store=None, executor=None):
         self.input_dir = input_dir
         self.output_dir = output_dir
         self.representation = representation
@@ -161,7 +198,9 @@ class FaceAnalysis:
         self.log_interval = log_interval
         self.name = name
         self.device = device
+        self.backend = backend
         self.store = store
+        self.executor = executor
 
     def _head_names(self) -> list[str]:
         names = []
@@ -182,7 +221,8 @@ class FaceAnalysis:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
         names = self._head_names()
         try:
-            recognizer = load_recognizer(REPRESENTATIONS[self.representation], device=self.device)
+            recognizer = load_recognizer(REPRESENTATIONS[self.representation], device=self.device,
+                                         backend=self.backend)
         except ModelError as exc:
             if self.representation in ("arcface", "arcfacenet"):
                 raise ModelError(f"representation {self.representation!r} needs an ArcFace model: "
@@ -193,7 +233,7 @@ class FaceAnalysis:
         heads = []
         for name in names:
             try:
-                heads.append(load_attribute_head(name, device=self.device))
+                heads.append(load_attribute_head(name, device=self.device, backend=self.backend))
             except ModelError as exc:
                 summary.warnings.append(f"{name} skipped, model not installed ({exc})")
         return FaceAnalyzer(recognizer, heads, summary)
@@ -212,15 +252,41 @@ class FaceAnalysis:
         for name in ([self.name] if self.name else store.streams):
             with store.writer(name, flush_rows=0) as writer:
                 start = first_unanalysed(writer, analyzer) if self.resume else 0
-                for lo in range(start, writer.num_faces, self.batch_size):
-                    hi = min(writer.num_faces, lo + self.batch_size)
-                    analyzer.analyze(writer, lo, hi)
+                ranges = [(lo, min(writer.num_faces, lo + self.batch_size))
+                          for lo in range(start, writer.num_faces, self.batch_size)]
+                if self.executor is None:
+                    results = (analyzer.compute(writer, lo, hi) for lo, hi in ranges)
+                else:
+                    # Batches computed by workers that read the store themselves; committed
+                    # here, in order, by the stream's one writer.
+                    worker = copy.copy(self)
+                    worker.executor = None
+                    results = self.executor.map_actors(
+                        _AnalysisWorker, (worker,), "compute",
+                        [(str(store.location), name, lo, hi) for lo, hi in ranges])
+                for (lo, hi), (embeddings, attributes) in zip(ranges, results):
+                    analyzer.write(writer, lo, embeddings, attributes)
                     if self.log_interval and hi // self.log_interval > lo // self.log_interval:
                         log.info("%s: %d/%d faces analysed", name, hi, writer.num_faces)
         summary = analyzer.summary
         summary.store = str(store.location)
         summary.seconds = time.monotonic() - started
         return summary
+
+
+class _AnalysisWorker:
+    """A remote worker (Ray actor) of :meth:`FaceAnalysis.call`: models loaded once,
+    batches of faces read from the store and computed, nothing written."""
+
+    def __init__(self, analysis: FaceAnalysis) -> None:
+        self.analyzer = analysis.make_analyzer()
+        self.stores: dict[str, FaceStore] = {}
+
+    def compute(self, job: tuple[str, str, int, int]):
+        location, name, start, stop = job
+        if location not in self.stores:
+            self.stores[location] = FaceStore.open(location, mode="r")
+        return self.analyzer.compute(self.stores[location].stream(name), start, stop)
 
 
 def first_unanalysed(writer, analyzer: FaceAnalyzer) -> int:

@@ -104,7 +104,16 @@ class FaceExtractor:
 
         ``first_row`` is the faces-table row the first face will get (track ids are rows).
         """
-        detections = self.detector.detect(frames)
+        return self.process_detections(frames, self.detector.detect(frames), first_row)
+
+    def process_detections(self, frames: list[np.ndarray], detections: list,
+                           first_row: int) -> FaceRecords:
+        """:meth:`process` after detection: the filters, crops and track matching.
+
+        ``detections`` are the detector's results for ``frames`` (one per frame), so
+        one detector call can serve the frames of several streams, each stream keeping
+        its own extractor (its own track memory).
+        """
         parts = []
         row = first_row
         for i, (rgb, det) in enumerate(zip(frames, detections)):
@@ -214,13 +223,16 @@ class FaceExtraction:
         Write the seed's folders and CSVs at the end.
     store : path or None
         Read and write this store instead of ``<input_dir>/streamface.zarr``.
+    device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
+    backend : {"auto", "ort", "tensorrt", "torch"}, default "auto"
+        Where and with what the models run (see ``streamface.engine.backends``).
     """
 
     def __init__(self, input_dir, output_dir, detection=None, batch_size=32, conf_threshold=None,
                  size_threshold=0.005, blur_threshold=25, match_thresholds=(0.75, 0.75),
                  face_size=(256, 256), aligned_size=(128, 128), padding=0.5, margin=1.0,
                  resume=True, log_interval=100, *, name=None, export=True, device="auto",
-                 threads=1, store=None):
+                 backend="auto", threads=1, store=None):
         self.input_dir = input_dir
         self.output_dir = output_dir
         self.detection = detection
@@ -238,6 +250,7 @@ class FaceExtraction:
         self.name = name
         self.export = export
         self.device = device
+        self.backend = backend
         self.threads = threads
         self.store = store
 
@@ -260,7 +273,8 @@ class FaceExtraction:
         options = {}
         if self.conf_threshold is not None:
             options["conf_threshold"] = float(self.conf_threshold)
-        detector = load_detector(DETECTOR_NAMES[self.detection], device=self.device, **options)
+        detector = load_detector(DETECTOR_NAMES[self.detection], device=self.device, backend=self.backend,
+                                 **options)
         return FaceExtractor(detector, conf_threshold=self.conf_threshold,
                              size_threshold=self.size_threshold, blur_threshold=self.blur_threshold,
                              match_thresholds=self.match_thresholds, face_size=self.face_size,

@@ -3,7 +3,10 @@
 One decoder feeds the keyframe selection; each batch of kept frames goes to batched
 detection, the seed's filters, crops and track matching, and is committed to the
 store together with its faces; the new faces are then embedded and described from
-the frames still in memory (no PNG round trip). Stopping (SIGINT/SIGTERM, bounds)
+the frames still in memory (no PNG round trip). Detection and everything after it
+run behind the decoding and keyframe selection, in order, on a
+:class:`~streamface.commit_queue.CommitQueue` thread (at most
+``COMMIT_QUEUE_JOBS`` batches waiting). Stopping (SIGINT/SIGTERM, bounds)
 flushes and commits what was processed; running again continues after the last
 stored frame.
 """
@@ -19,11 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
+from streamface.commit_queue import CommitQueue
 from streamface.face_analysis import AnalysisSummary, FaceAnalysis, first_unanalysed
 from streamface.face_extraction import ExtractionSummary, FaceExtraction
 from streamface.stream_capture import CaptureSummary, StreamCapture, frame_records, store_path
 
 __all__ = ["Pipeline", "PipelineSummary", "stop_on_signals"]
+
+#: Batches waiting for the store at most (memory stays bounded when the disk is slow).
+COMMIT_QUEUE_JOBS = 4
 
 
 @dataclass
@@ -103,23 +110,27 @@ class Pipeline:
         if analyzer is not None:
             self._catch_up(analyzer, online)
 
+        # Decoding and keyframe selection run here; detection, the face filters, JPEG
+        # encoding, the store writes and the analysis run behind, in decode order, on
+        # the commit queue's thread.
+        commits: CommitQueue | None = None
+
         def on_keyframes(writer, kept):
-            frames = frame_records(kept, self.capture.image_format, self.capture.jpeg_quality)
-            images = [c.rgb for c in kept]
-            start = writer.num_faces
-            faces = extractor.process(images, start)
-            frame_rows, _ = writer.append(frames, faces)
-            writer.flush()
-            if analyzer is not None:
-                analyzer.analyze(writer, start, writer.num_faces,
-                                 frames=dict(zip(frame_rows.tolist(), images)))
-            if online is not None:
-                online.label_new_faces(writer)
+            nonlocal commits
+            if commits is None:
+                commits = CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
+                                      name=f"commits-{self.capture.name}")
+            commits.submit(lambda w: self._commit(w, kept, extractor, analyzer, online))
+
+        def on_end(writer):
+            if commits is not None:
+                commits.close()
 
         def progress(stats, counts):
             on_frame(stats, counts, extractor.summary.faces)
 
-        capture = self.capture.call(on_keyframes=on_keyframes, on_frame=progress if on_frame else None)
+        capture = self.capture.call(on_keyframes=on_keyframes, on_frame=progress if on_frame else None,
+                                    on_end=on_end)
         if online is not None:
             online.save(capture.store, self.capture.name)
         extraction = extractor.summary
@@ -127,6 +138,21 @@ class Pipeline:
         analysis = analyzer.summary if analyzer is not None else AnalysisSummary(store=capture.store)
         return PipelineSummary(capture, extraction, analysis, time.monotonic() - started,
                                started - loading)
+
+    def _commit(self, writer, kept, extractor, analyzer, online) -> None:
+        """One batch (on the commit queue's thread): its faces, then frames and faces in
+        one commit, then their embeddings and attributes, then their online labels."""
+        images = [c.rgb for c in kept]
+        start = writer.num_faces
+        faces = extractor.process(images, start)
+        frames = frame_records(kept, self.capture.image_format, self.capture.jpeg_quality)
+        frame_rows, _ = writer.append(frames, faces)
+        writer.flush()
+        if analyzer is not None:
+            analyzer.analyze(writer, start, writer.num_faces,
+                             frames=dict(zip(frame_rows.tolist(), images)))
+        if online is not None:
+            online.label_new_faces(writer)
 
     def _catch_up(self, analyzer, online) -> None:
         """Analyse stored faces left without embeddings (a run killed between a batch's

@@ -178,7 +178,7 @@ class StreamCapture:
         """End the capture after the current frame (safe from a signal handler or thread)."""
         self.stop_event.set()
 
-    def call(self, on_keyframes=None, on_frame=None) -> CaptureSummary:
+    def call(self, on_keyframes=None, on_frame=None, on_end=None) -> CaptureSummary:
         """Run the capture to the end of the source (or a bound) and return its summary.
 
         Parameters
@@ -188,6 +188,9 @@ class StreamCapture:
             pipeline uses it to add faces to the same commit.
         on_frame : callable, optional
             ``on_frame(decoder_stats, selection_counts)`` after every decoded frame (progress).
+        on_end : callable, optional
+            ``on_end(writer)`` once the source is done (or failed), before the writer is
+            closed: the fused pipeline waits there for its background commits.
         """
         self._validate()
         started = time.monotonic()
@@ -231,6 +234,8 @@ class StreamCapture:
                     append(writer, pending)
             finally:
                 decoder.close()
+                if on_end is not None:
+                    on_end(writer)
         c = selector.counts
         return CaptureSummary(self.name, str(store.location), decoder.stats.yielded, c.kept, c.empty,
                               c.blurred, c.similar - c.replaced, c.replaced,

@@ -1,0 +1,610 @@
+"""Many streams at once (``streamface ingest``): one process, the models loaded once.
+
+::
+
+    decoder thread, stream A ─┐                                  ┌─> commit thread A ─> store/A
+    decoder thread, stream B ─┼─> batcher ─> inference worker ───┼─> commit thread B ─> store/B
+    decoder thread, stream C ─┘   (detector batches of up to     └─> commit thread C ─> store/C
+                                   ``batch_frames`` kept frames from all streams)
+
+* One thread per stream decodes it (:class:`~streamface.engine.decode.VideoDecoder`,
+  which reconnects live sources on its own) and selects keyframes with the seed's
+  rules; the kept frames go to one queue shared by all streams.
+* One inference worker (one device) takes batches from that queue, up to
+  ``batch_frames`` frames or whatever arrived within ``max_wait`` seconds of the
+  first, and runs one detector call for all of them and one recognizer call for all
+  their faces. The seed's filters, crops and track matching run per stream, each
+  stream keeping its own :class:`~streamface.face_extraction.FaceExtractor` state.
+* One :class:`~streamface.commit_queue.CommitQueue` per stream encodes the frames and
+  writes frames, faces, embeddings and attributes into the stream's store group, in
+  decode order, behind the inference.
+
+A stream that fails for good (its source cannot be opened, a file read error, a live
+source past ``max_reconnects``, a store error) is reported in its counters while the
+others go on. Every stream holds at most ``in_flight`` kept frames waiting for (or in)
+inference: a file waits for room (nothing is lost), a live stream drops the
+frame and counts it (falling behind a live source would only delay everything after).
+:meth:`Ingest.stop` (SIGINT/SIGTERM) ends every decoder after its current frame; what
+was decoded is still detected and committed. Running again continues every stream
+after its last stored frame, as ``streamface run`` does.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from streamface.commit_queue import CommitQueue
+from streamface.engine.decode import VideoDecoder
+from streamface.face_analysis import first_unanalysed
+from streamface.face_extraction import ExtractionSummary, _restore_previous
+from streamface.keyframes import Candidate, KeyframeSelector
+from streamface.store import FaceRecords
+from streamface.stream_capture import frame_records
+
+__all__ = ["Ingest", "IngestSummary", "StreamCounters"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StreamCounters:
+    """What one stream of an ingest did (updated live; read them for progress).
+
+    Attributes
+    ----------
+    frames : int
+        Decoded frames handed out by the decoder.
+    keyframes : int
+        Kept frames committed to the store.
+    faces : int
+        Faces committed.
+    reconnects : int
+        Reopenings of the source.
+    dropped : int
+        Kept frames of a live source dropped because inference was behind.
+    latency_s, latency_max_s : float
+        Mean and largest seconds from a kept frame's decoding to its commit.
+    error : str or None
+        One line when the stream failed.
+    """
+
+    name: str
+    frames: int = 0
+    keyframes: int = 0
+    faces: int = 0
+    reconnects: int = 0
+    dropped: int = 0
+    latency_s: float = 0.0
+    latency_max_s: float = 0.0
+    error: str | None = None
+    seconds: float = 0.0
+
+    def add_latency(self, seconds: list[float]) -> None:
+        if seconds:
+            total = self.latency_s * self.keyframes + sum(seconds)
+            self.keyframes += len(seconds)
+            self.latency_s = total / self.keyframes
+            self.latency_max_s = max(self.latency_max_s, max(seconds))
+
+    def line(self) -> str:
+        done = (f"{self.frames} frames, {self.keyframes} keyframes, {self.faces} faces, "
+                f"{self.reconnects} reconnects, {self.dropped} dropped")
+        if self.error is not None:
+            return f"{self.name}: FAILED: {self.error} (after {done})"
+        return (f"{self.name}: {done}, {self.seconds:.1f} s, "
+                f"latency {self.latency_s:.2f} s (max {self.latency_max_s:.2f} s)")
+
+
+@dataclass
+class IngestSummary:
+    """What an ingest did: one :class:`StreamCounters` per stream, in the order given."""
+
+    streams: list[StreamCounters]
+    store: str
+    seconds: float
+    load_seconds: float = 0.0
+    warnings: list = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[StreamCounters]:
+        return [s for s in self.streams if s.error is not None]
+
+    def lines(self) -> list[str]:
+        """One line per stream, then a total line."""
+        frames = sum(s.frames for s in self.streams)
+        faces = sum(s.faces for s in self.streams)
+        rate = frames / self.seconds if self.seconds > 0 else 0.0
+        total = (f"{len(self.streams) - len(self.failed)}/{len(self.streams)} streams ok: "
+                 f"{frames} frames, {sum(s.keyframes for s in self.streams)} keyframes, "
+                 f"{faces} faces, {self.seconds:.1f} s ({rate:.1f} fps; models loaded in "
+                 f"{self.load_seconds:.1f} s) -> {self.store}")
+        total += "".join(f"; warning: {w}" for w in self.warnings)
+        return [s.line() for s in self.streams] + [total]
+
+
+@dataclass
+class _Timed:
+    """What the store needs of a decoded frame (the av.VideoFrame itself is let go)."""
+
+    time_us: int
+    pts: float
+    index: int
+    decoded_at: float
+
+
+@dataclass
+class _Kept:
+    work: _StreamWork
+    candidate: Candidate
+
+
+@dataclass
+class _End:
+    work: _StreamWork
+
+
+class _StreamWork:
+    """One stream's moving parts: its decoder thread, track memory, commits, counters."""
+
+    def __init__(self, capture, max_reconnects: int | None, in_flight: int) -> None:
+        self.capture = capture
+        self.max_reconnects = max_reconnects
+        self.counters = StreamCounters(capture.name)
+        self.stop_event = threading.Event()
+        self.slots = threading.Semaphore(in_flight)
+        self.extractor = None
+        self.commits: CommitQueue | None = None
+        self.next_row = 0
+        self.live = False
+        self.commits_closed = False
+        self.commits_failed = False
+        self.staged = None
+        self.staged_at = 0.0
+        self.thread: threading.Thread | None = None
+
+    def fail(self, exc: BaseException | str) -> None:
+        if self.counters.error is None:
+            text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+            self.counters.error = text.splitlines()[0]
+            log.info("%s failed: %s", self.capture.name, self.counters.error)
+        self.stop_event.set()
+
+
+class Ingest:
+    """Capture, extract and analyze several streams in one process.
+
+    Parameters
+    ----------
+    captures : list of StreamCapture
+        One per stream: its name, source and capture parameters (keyframe rules,
+        ``sample_fps``, ``max_frames``, ``duration``, ``image_format``...). Names must
+        differ. ``batch_size`` and ``store`` of these are not used.
+    extraction : FaceExtraction
+        Its detector and filter parameters are used (not its folders).
+    analysis : FaceAnalysis or None
+        Its models are used; None skips analysis.
+    store : path or URL
+        The store (created if missing); one group per stream.
+    batch_frames : int, default 8
+        Kept frames per detector batch at most.
+    max_wait : float, default 0.05
+        Seconds a batch waits for more frames after its first.
+    in_flight : int or None
+        Kept frames per stream between its decoder and its commits at most
+        (default ``batch_frames``); bounds memory and latency.
+    commit_jobs : int, default 2
+        Batches waiting per stream for the store at most.
+    commit_wait : float, default 1.0
+        Seconds a stream's processed frames may wait for more of its frames, so that
+        a stream commits about ``batch_frames`` frames at a time even when a detector
+        batch holds only a few of its frames (a commit costs about the same for one
+        frame as for ten).
+    max_reconnects : int or None, default None
+        Reconnects in a row without a frame before a live stream is given up (None:
+        never); ``max_reconnects_by_stream`` overrides it per stream name.
+    """
+
+    def __init__(self, captures, extraction, analysis=None, *, store, batch_frames: int = 8,
+                 max_wait: float = 0.05, in_flight: int | None = None, commit_jobs: int = 2,
+                 commit_wait: float = 1.0,
+                 max_reconnects: int | None = None,
+                 max_reconnects_by_stream: dict | None = None) -> None:
+        self.captures = list(captures)
+        self.extraction = extraction
+        self.analysis = analysis
+        self.store = store
+        self.batch_frames = batch_frames
+        self.max_wait = max_wait
+        self.in_flight = in_flight
+        self.commit_jobs = commit_jobs
+        self.commit_wait = commit_wait
+        self.max_reconnects = max_reconnects
+        self.max_reconnects_by_stream = dict(max_reconnects_by_stream or {})
+        self._stopping = threading.Event()
+        self._works: list[_StreamWork] = []
+
+    # ---- parameters -----------------------------------------------------------------------------
+
+    def _validate(self) -> None:
+        if not self.captures:
+            raise ValueError("captures: no stream to ingest")
+        names = [c.name for c in self.captures]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"captures: stream name {twice[0]!r} given twice")
+        for capture in self.captures:
+            capture._validate()
+        if not isinstance(self.batch_frames, int) or self.batch_frames < 1:
+            raise ValueError(f"batch_frames must be an int >= 1, got {self.batch_frames!r}")
+        if not self.max_wait >= 0:
+            raise ValueError(f"max_wait must be >= 0 seconds, got {self.max_wait!r}")
+        if self.in_flight is not None and (not isinstance(self.in_flight, int) or self.in_flight < 1):
+            raise ValueError(f"in_flight must be an int >= 1 or None, got {self.in_flight!r}")
+        if not self.commit_wait >= 0:
+            raise ValueError(f"commit_wait must be >= 0 seconds, got {self.commit_wait!r}")
+        if not isinstance(self.commit_jobs, int) or self.commit_jobs < 1:
+            raise ValueError(f"commit_jobs must be an int >= 1, got {self.commit_jobs!r}")
+
+    # ---- control --------------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """End every stream after its current frame; what was decoded is committed."""
+        self._stopping.set()
+        for work in self._works:
+            work.stop_event.set()
+
+    @property
+    def stream_names(self) -> list[str]:
+        """The streams, in the order given."""
+        return [c.name for c in self.captures]
+
+    @property
+    def counters(self) -> list[StreamCounters]:
+        """The live counters of every stream (empty before :meth:`call`)."""
+        return [w.counters for w in self._works]
+
+    @property
+    def queue_depth(self) -> dict[str, int]:
+        """Items waiting now: ``{"inference": kept frames of all streams, "commits/<name>":
+        batches waiting for the store}`` (for monitoring)."""
+        depth = {"inference": self._queue.qsize() if hasattr(self, "_queue") else 0}
+        for work in self._works:
+            depth[f"commits/{work.capture.name}"] = work.commits.pending if work.commits else 0
+        return depth
+
+    def call(self, on_progress=None, progress_interval: float = 0.5) -> IngestSummary:
+        """Run every stream to its end (or bound, or failure, or :meth:`stop`).
+
+        Parameters
+        ----------
+        on_progress : callable, optional
+            ``on_progress(counters)`` with the list of :class:`StreamCounters`, every
+            ``progress_interval`` seconds and once at the end (main thread).
+
+        Returns
+        -------
+        IngestSummary
+        """
+        self._validate()
+        loading = time.monotonic()
+        template = self.extraction.make_extractor()
+        self._detector = template.detector
+        self._analyzer = self.analysis.make_analyzer() if self.analysis is not None else None
+        started = self._started = time.monotonic()
+        in_flight = self.in_flight or self.batch_frames
+        self._works = [_StreamWork(c, self.max_reconnects_by_stream.get(c.name, self.max_reconnects),
+                                   in_flight) for c in self.captures]
+        for work in self._works:
+            work.extractor = copy.copy(template)
+            work.extractor.previous, work.extractor.summary = [], ExtractionSummary(store="")
+            if self._stopping.is_set():
+                work.stop_event.set()
+        self._store_lock = threading.Lock()
+        self._store = None
+        self._queue: queue.Queue = queue.Queue()
+        self._fatal: BaseException | None = None
+        self._catch_up()
+
+        worker = threading.Thread(target=self._infer, name="ingest-inference", daemon=True)
+        worker.start()
+        for work in self._works:
+            work.thread = threading.Thread(target=self._decode, args=(work,),
+                                           name=f"ingest-decode-{work.capture.name}", daemon=True)
+            work.thread.start()
+        # The main thread only waits (in short joins, so signal handlers run) and reports.
+        last = time.monotonic()
+        while worker.is_alive():
+            worker.join(timeout=0.1)
+            if on_progress is not None and time.monotonic() - last >= progress_interval:
+                on_progress(self.counters)
+                last = time.monotonic()
+        for work in self._works:
+            work.thread.join()
+        if on_progress is not None:
+            on_progress(self.counters)
+        if self._fatal is not None:
+            raise self._fatal
+        summary = IngestSummary(self.counters, str(self._store.location) if self._store else str(self.store),
+                                time.monotonic() - started, started - loading)
+        if self._analyzer is not None:
+            summary.warnings = list(self._analyzer.summary.warnings)
+        return summary
+
+    # ---- store ----------------------------------------------------------------------------------
+
+    def _open_store(self):
+        from streamface.store import FaceStore
+
+        with self._store_lock:
+            if self._store is None:
+                self._store = FaceStore.open(self.store, mode="a")
+            return self._store
+
+    def _open_writer(self, work: _StreamWork):
+        from streamface.store import StoreError
+
+        store = self._open_store()
+        name, ext = work.capture.name, work.extractor
+        with self._store_lock:  # stream groups are created one at a time
+            exists = name in store.streams
+            writer = store.writer(name, create=True,
+                                  aligned_size=None if exists else ext.aligned_size,
+                                  crop_size=None if exists else max(ext.face_size), flush_rows=0)
+        if writer.config.aligned_size != ext.aligned_size:
+            writer.close()
+            raise StoreError(f"stream {name!r} stores {writer.config.aligned_size}px aligned faces, "
+                             f"not {ext.aligned_size}")
+        return writer
+
+    def _catch_up(self) -> None:
+        """Analyse stored faces left without embeddings (a run killed between a batch's
+        commit and its analysis) before the streams continue."""
+        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
+
+        if self._analyzer is None:
+            return
+        try:
+            store = FaceStore.open(self.store, mode="r+")
+        except NotAStoreError:
+            return
+        for work in self._works:
+            try:
+                writer = store.writer(work.capture.name, flush_rows=0)
+            except StreamNotFoundError:
+                continue
+            with writer:
+                start, stop = first_unanalysed(writer, self._analyzer), writer.num_faces
+                step = max(1, getattr(self.analysis, "batch_size", 128))
+                for lo in range(start, stop, step):
+                    self._analyzer.analyze(writer, lo, min(stop, lo + step))
+
+    # ---- decoder threads ------------------------------------------------------------------------
+
+    def _decode(self, work: _StreamWork) -> None:
+        c, counters = work.capture, work.counters
+        decoder = selector = None
+        try:
+            # The source is opened first, so a bad source leaves no stream group behind.
+            decoder = VideoDecoder(c.url, keyframes_only=c.keyframes_only, sample_fps=c.sample_fps,
+                                   max_frames=c.max_frames, duration=c.duration,
+                                   reconnect_interval=c.reconnect_interval,
+                                   max_reconnects=work.max_reconnects, threads=c.threads,
+                                   stop_event=work.stop_event)
+            work.live = decoder.live
+            writer = self._open_writer(work)
+            # From here the queue owns the writer (and closes it when the stream ends); it
+            # has no job yet, so reading the writer here does not race with it.
+            work.commits = CommitQueue(writer, max_jobs=self.commit_jobs, name=f"ingest-commits-{c.name}")
+            work.next_row = writer.num_faces
+            span = writer.capture_time_span()
+            decoder.after_time_us = span[1] if span else None
+            if writer.num_frames and writer.has_images:
+                work.extractor.previous = _restore_previous(writer, writer.num_frames)
+            selector = KeyframeSelector(c.empty_threshold, c.blur_threshold, c.similarity_threshold,
+                                        prefer_sharper=c.prefer_sharper, threads=c.kernel_threads)
+            for frame in decoder:
+                timed = _Timed(frame.time_us, frame.pts, frame.index, time.monotonic())
+                for kept in selector.offer(timed, frame.rgb()):
+                    self._send(work, kept)
+                counters.frames = decoder.stats.yielded
+                counters.reconnects = decoder.stats.reconnects
+        except Exception as exc:  # noqa: BLE001 - one stream's failure must not stop the others
+            work.fail(exc)
+        finally:
+            if decoder is not None:
+                decoder.close()
+                counters.frames = decoder.stats.yielded
+                counters.reconnects = decoder.stats.reconnects
+            if selector is not None and self._fatal is None:
+                for kept in selector.finish():  # the frame held back for a sharper twin
+                    self._send(work, kept)
+            self._queue.put(_End(work))
+
+    def _send(self, work: _StreamWork, kept: Candidate) -> None:
+        """Hand a kept frame to the batcher, within the stream's ``in_flight`` slots."""
+        if work.live and not work.stop_event.is_set():
+            if not work.slots.acquire(blocking=False):
+                work.counters.dropped += 1
+                return
+        else:
+            while not work.slots.acquire(timeout=0.1):
+                if self._fatal is not None:
+                    return
+        self._queue.put(_Kept(work, kept))
+
+    # ---- the batcher and the inference worker ---------------------------------------------------
+
+    def _next_batch(self) -> list:
+        """Up to ``batch_frames`` kept frames (and any stream ends among them), in arrival order."""
+        while True:
+            try:
+                items = [self._queue.get(timeout=0.05)]
+                break
+            except queue.Empty:
+                self._commit_due()
+        frames = isinstance(items[0], _Kept)
+        deadline = time.monotonic() + self.max_wait
+        while frames < self.batch_frames:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                wait = deadline - time.monotonic()
+                if wait <= 0 or self._all_ended(items):
+                    break
+                try:
+                    item = self._queue.get(timeout=wait)
+                except queue.Empty:
+                    break
+            items.append(item)
+            frames += isinstance(item, _Kept)
+        return items
+
+    def _all_ended(self, items: list) -> bool:
+        """No more frames can come: every stream still open has its end in ``items``."""
+        ended = {id(i.work) for i in items if isinstance(i, _End)}
+        return all(w.commits_closed or id(w) in ended for w in self._works)
+
+    def _infer(self) -> None:
+        open_streams = len(self._works)
+        while open_streams:
+            items = self._next_batch()
+            kept = [i for i in items if isinstance(i, _Kept)]
+            if kept:
+                try:
+                    if self._fatal is None:
+                        self._infer_batch(kept)
+                except Exception as exc:  # noqa: BLE001 - a model error ends every stream
+                    self._fatal = exc
+                    self.stop()
+                finally:
+                    for item in kept:
+                        item.work.slots.release()
+            for item in items:
+                if isinstance(item, _End):
+                    self._commit_staged(item.work)
+                    self._close_stream(item.work)
+                    open_streams -= 1
+
+    def _infer_batch(self, kept: list[_Kept]) -> None:
+        images = [k.candidate.rgb for k in kept]
+        detections = self._detector.detect(images)
+        groups: dict[int, list[int]] = {}
+        for i, item in enumerate(kept):
+            groups.setdefault(id(item.work), []).append(i)
+        batches = []
+        for members in groups.values():
+            work = kept[members[0]].work
+            if work.commits is None or work.commits_failed:
+                continue  # frames of a stream whose store failed are not processed
+            frames = [images[i] for i in members]
+            faces = work.extractor.process_detections(frames, [detections[i] for i in members],
+                                                      work.next_row)
+            batches.append((work, [kept[i].candidate for i in members], frames, faces, work.next_row))
+            work.next_row += len(faces)
+        embeddings: list = [None] * len(batches)
+        if self._analyzer is not None and batches:
+            # One recognizer call for the faces of every stream in the batch.
+            aligned = np.concatenate([faces.aligned for *_, faces, _ in batches])
+            split = np.cumsum([len(faces) for *_, faces, _ in batches])[:-1]
+            embeddings = np.split(self._analyzer.embed(aligned), split)
+        for (work, candidates, frames, faces, start), emb in zip(batches, embeddings):
+            attributes = (self._analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(frames)))
+                          if emb is not None and len(faces) else {})
+            self._stage(work, _CommitJob(self._analyzer, work.capture, work.counters,
+                                         candidates, faces, start, emb, attributes))
+        self._commit_due()
+
+    # ---- commits --------------------------------------------------------------------------------
+
+    def _stage(self, work: _StreamWork, job: _CommitJob) -> None:
+        """Hold ``job`` back to merge it with the stream's next ones (see ``commit_wait``)."""
+        if work.staged is not None:
+            merged = work.staged.merge(job)
+            if merged is None:
+                self._commit_staged(work)
+            else:
+                work.staged = merged
+        if work.staged is None:
+            work.staged, work.staged_at = job, time.monotonic()
+        if len(work.staged.candidates) >= self.batch_frames:
+            self._commit_staged(work)
+
+    def _commit_due(self) -> None:
+        now = time.monotonic()
+        for work in self._works:
+            if work.staged is not None and (now - work.staged_at >= self.commit_wait
+                                            or self._stopping.is_set()):
+                self._commit_staged(work)
+
+    def _commit_staged(self, work: _StreamWork) -> None:
+        job, work.staged = work.staged, None
+        if job is None or work.commits_failed:
+            return
+        try:
+            work.commits.submit(job)
+        except Exception as exc:  # noqa: BLE001 - a store error ends this stream only
+            work.commits_failed = True
+            work.fail(exc)
+
+    def _close_stream(self, work: _StreamWork) -> None:
+        work.commits_closed = True
+        if work.commits is not None:
+            try:
+                work.commits.close()
+            except Exception as exc:  # noqa: BLE001
+                work.fail(exc)
+        work.counters.seconds = time.monotonic() - self._started
+
+
+@dataclass
+class _CommitJob:
+    """One stream's share of a batch, committed on the stream's commit thread."""
+
+    analyzer: object
+    capture: object
+    counters: StreamCounters
+    candidates: list
+    faces: FaceRecords
+    start: int
+    embeddings: np.ndarray | None
+    attributes: dict
+
+    def merge(self, later: _CommitJob) -> _CommitJob | None:
+        """This batch and ``later`` (of the same stream) as one commit."""
+        if not isinstance(later, _CommitJob) or (self.embeddings is None) != (later.embeddings is None):
+            return None
+        shifted = copy.copy(later.faces)
+        shifted.frame = later.faces.frame + len(self.candidates)
+        faces = FaceRecords.concat([f for f in (self.faces, shifted) if len(f)]) if len(shifted) else self.faces
+        embeddings = (None if self.embeddings is None else
+                      np.concatenate([e for e in (self.embeddings, later.embeddings) if len(e)]
+                                     or [self.embeddings]))
+        attributes = {name: (np.concatenate([values, later.attributes[name][0]]), classes)
+                      for name, (values, classes) in self.attributes.items()
+                      if name in later.attributes}
+        if not len(self.faces):
+            attributes = later.attributes
+        elif not len(later.faces):
+            attributes = self.attributes
+        elif attributes.keys() != later.attributes.keys():
+            return None
+        return _CommitJob(self.analyzer, self.capture, self.counters, self.candidates + later.candidates,
+                          faces, self.start, embeddings, attributes)
+
+    def __call__(self, writer) -> None:
+        # The frames and their faces in one commit, then the embeddings and attributes.
+        frames = frame_records(self.candidates, self.capture.image_format, self.capture.jpeg_quality)
+        writer.append(frames, self.faces)
+        writer.flush()
+        if self.analyzer is not None and self.embeddings is not None:
+            self.analyzer.write(writer, self.start, self.embeddings, self.attributes)
+        now = time.monotonic()
+        self.counters.faces += len(self.faces)
+        self.counters.add_latency([now - c.item.decoded_at for c in self.candidates])
