@@ -196,6 +196,9 @@ class FaceClustering:
     model : str, optional
         The embedding model's registry name, for resolving ``None`` thresholds;
         default: the model recorded in the store (``.npz``/``.pkl`` record none).
+    executor : streamface.ray_pool.Executor, optional
+        Runs the clustering's independent pieces (batches, components), e.g. a
+        :class:`~streamface.ray_pool.RayPool`; the labels are the same as without.
     """
 
     def __init__(self, features_path, matches_path=None, faces_dir=None, output_dir=None,
@@ -204,7 +207,7 @@ class FaceClustering:
                  method: str = "hac", stream: str | None = None, copy_faces: bool = False,
                  write_store: bool = True, n_neighbors: int = 32, max_component: int = 5000,
                  silhouette_samples: int = 10000, random_state: int = 0, verbose: bool = True,
-                 model: str | None = None) -> None:
+                 model: str | None = None, executor=None) -> None:
         self.features_path = features_path
         self.matches_path = matches_path
         self.faces_dir = faces_dir
@@ -224,6 +227,7 @@ class FaceClustering:
         self.random_state = random_state
         self.verbose = verbose
         self.model = model
+        self.executor = executor
 
     # ---- validation -----------------------------------------------------------------------------
 
@@ -310,12 +314,12 @@ class FaceClustering:
                   f"{self.metric} <= {matching:g}) ...")
         if self.method == "hac":
             labels = batched_hac(x, matching, metric=self.metric, linkage=self.linkage,
-                                 batch_size=int(self.matching_batchsize))
+                                 batch_size=int(self.matching_batchsize), executor=self.executor)
         else:
             labels = knn_hac(x, matching, metric=self.metric, linkage=self.linkage,
                              n_neighbors=int(self.n_neighbors),
                              max_component=int(min(self.max_component, self.matching_batchsize)),
-                             random_state=self.random_state)
+                             random_state=self.random_state, executor=self.executor)
         before = int(labels.max()) + 1
         seconds["cluster"] = time.perf_counter() - t0
 

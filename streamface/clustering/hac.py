@@ -26,12 +26,15 @@ matters until the final renumbering by size).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import scipy.cluster.hierarchy as sch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from streamface.clustering.neighbors import pair_distances, radius_components
+from streamface.ray_pool import LocalExecutor
 
 __all__ = ["GRAPH_LINKAGES", "LINKAGES", "batched_hac", "canonical_labels", "cluster_components",
            "cluster_means", "components", "condensed_distances", "threshold_hac"]
@@ -151,7 +154,7 @@ def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, metric: str, linkage: str,
-                       max_size: int | None = None) -> np.ndarray:
+                       max_size: int | None = None, executor=None) -> np.ndarray:
     """Run the linkage inside each component and cut at ``threshold``.
 
     Parameters
@@ -166,6 +169,9 @@ def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, met
         Components larger than this are cut into consecutive pieces of at most
         ``max_size`` rows (in row order), each clustered alone, as the seed does
         with batches; the callers' mean levels join the pieces again. None: no limit.
+    executor : streamface.ray_pool.Executor, optional
+        Runs the linkages of groups of components (e.g. as Ray tasks); the
+        labels do not depend on it. Default: one after the other, here.
 
     Returns
     -------
@@ -193,19 +199,43 @@ def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, met
         labels[b] = np.where(joined, labels[a], labels[a] + 1)
         next_label += 2 * len(twos)
 
+    pieces = []
     for c in np.flatnonzero(sizes >= 3):
         rows = order[starts[c]:starts[c + 1]]
         step = len(rows) if max_size is None else max(int(max_size), 1)
-        for s in range(0, len(rows), step):
-            piece = rows[s:s + step]
-            sub = _cut(x[piece], threshold, metric, linkage)
-            labels[piece] = sub + next_label
+        pieces += [rows[s:s + step] for s in range(0, len(rows), step)]
+    groups = _balanced_groups(pieces, executor)
+    cut = functools.partial(_cut_pieces, threshold=threshold, metric=metric, linkage=linkage)
+    results = (executor or LocalExecutor()).map(cut, [[pieces[k] for k in g] for g in groups], shared=x)
+    for group, subs in zip(groups, results):
+        for k, sub in zip(group, subs):
+            labels[pieces[k]] = sub + next_label
             next_label += int(sub.max()) + 1
     return canonical_labels(labels)
 
 
+def _cut_pieces(x: np.ndarray, pieces: list[np.ndarray], *, threshold: float, metric: str,
+                linkage: str) -> list[np.ndarray]:
+    return [_cut(x[rows], threshold, metric, linkage) for rows in pieces]
+
+
+def _balanced_groups(pieces: list[np.ndarray], executor) -> list[list[int]]:
+    """Piece indices in groups of about equal linkage cost (~ size squared), in order.
+
+    Without an executor (or with few pieces) everything is one group; with one,
+    a few groups per CPU so a slow piece does not hold the others up.
+    """
+    if executor is None or len(pieces) < 2:
+        return [list(range(len(pieces)))] if pieces else []
+    cost = np.array([len(p) ** 2 for p in pieces], np.float64)
+    n_groups = min(len(pieces), 4 * max(1, getattr(executor, "cpus", 1)))
+    edges = np.searchsorted(np.cumsum(cost), np.arange(1, n_groups) * cost.sum() / n_groups)
+    bounds = np.unique(np.concatenate([[0], edges, [len(pieces)]]))
+    return [list(range(a, b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
 def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage: str = "complete",
-                  block_rows: int | None = None) -> np.ndarray:
+                  block_rows: int | None = None, executor=None) -> np.ndarray:
     """Flat clusters of agglomerative clustering cut at ``threshold`` (SciPy ``fcluster(..., "distance")``).
 
     Same partition as ``fcluster(linkage(x, linkage, metric), threshold, "distance")``;
@@ -221,6 +251,8 @@ def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", li
         One of :data:`LINKAGES`.
     block_rows : int, optional
         Rows per block of the neighbour search (default: about 64 MiB of distances).
+    executor : streamface.ray_pool.Executor, optional
+        Runs the linkages of the components (see :func:`cluster_components`).
 
     Returns
     -------
@@ -236,11 +268,11 @@ def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", li
         # Single linkage at t is exactly the components of the "<= t" graph.
         return canonical_labels(radius_components(x, threshold, metric, exact=True, block_rows=block_rows))
     comp = radius_components(x, threshold, metric, block_rows=block_rows)
-    return cluster_components(x, comp, threshold, metric=metric, linkage=linkage)
+    return cluster_components(x, comp, threshold, metric=metric, linkage=linkage, executor=executor)
 
 
 def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage: str = "complete",
-                batch_size: int = 20000, mean_levels: int = 2) -> np.ndarray:
+                batch_size: int = 20000, mean_levels: int = 2, executor=None) -> np.ndarray:
     """The seed's batched two-level agglomerative clustering (SEED_NOTES §5).
 
     Parameters
@@ -253,6 +285,9 @@ def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", link
         The seed's ``matching_batchsize``: consecutive rows clustered together.
     mean_levels : int, default 2
         Times the cluster means are clustered again (the seed: 2).
+    executor : streamface.ray_pool.Executor, optional
+        Runs the batches (and the mean levels' components), e.g. as Ray tasks;
+        the labels do not depend on it. Default: one after the other, here.
 
     Returns
     -------
@@ -262,8 +297,10 @@ def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", link
     n = len(x)
     labels = np.empty(n, np.int64)
     offset = 0
-    for s in range(0, n, batch_size):
-        part = threshold_hac(x[s:s + batch_size], threshold, metric=metric, linkage=linkage)
+    batch = functools.partial(_batch_labels, threshold=threshold, metric=metric, linkage=linkage)
+    starts = range(0, n, batch_size)
+    parts = (executor or LocalExecutor()).map(batch, [(s, s + batch_size) for s in starts], shared=x)
+    for s, part in zip(starts, parts):
         labels[s:s + batch_size] = part + offset
         offset += int(part.max()) + 1
     labels = canonical_labels(labels)
@@ -271,6 +308,12 @@ def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", link
         if n == 0:
             break
         means = cluster_means(x, labels)
-        labels = canonical_labels(threshold_hac(means, threshold, metric=metric, linkage=linkage)[labels])
+        labels = canonical_labels(threshold_hac(means, threshold, metric=metric, linkage=linkage,
+                                                executor=executor)[labels])
     return labels
+
+
+def _batch_labels(x: np.ndarray, bounds: tuple[int, int], *, threshold: float, metric: str,
+                  linkage: str) -> np.ndarray:
+    return threshold_hac(x[bounds[0]:bounds[1]], threshold, metric=metric, linkage=linkage)
 

@@ -39,7 +39,7 @@ KNN_METRICS = ("cosine", "correlation", "euclidean", "sqeuclidean")
 
 def _graph_labels(x: np.ndarray, threshold: float, *, metric: str, linkage: str, n_neighbors: int,
                   max_component: int, index: str, exact_limit: int, nprobe: int | None, random_state: int,
-                  stats: dict | None) -> np.ndarray:
+                  stats: dict | None, executor=None) -> np.ndarray:
     import time
 
     n = len(x)
@@ -57,7 +57,8 @@ def _graph_labels(x: np.ndarray, threshold: float, *, metric: str, linkage: str,
     saturated = float(np.mean(near.all(axis=1))) if near.shape[1] else 0.0
     del dist, idx, near, rows
     t2 = time.perf_counter()
-    labels = cluster_components(x, comp, threshold, metric=metric, linkage=linkage, max_size=max_component)
+    labels = cluster_components(x, comp, threshold, metric=metric, linkage=linkage, max_size=max_component,
+                                executor=executor)
     if stats is not None:
         sizes = np.bincount(comp)
         stats.setdefault("levels", []).append({
@@ -72,7 +73,7 @@ def _graph_labels(x: np.ndarray, threshold: float, *, metric: str, linkage: str,
 def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage: str = "complete",
             n_neighbors: int = 32, max_component: int = 5000, mean_levels: int = 2,
             index: str = "auto", exact_limit: int = 50_000, nprobe: int | None = None, random_state: int = 0,
-            stats: dict | None = None) -> np.ndarray:
+            stats: dict | None = None, executor=None) -> np.ndarray:
     """Cluster embeddings with a neighbour graph and exact linkage per component (see the module docstring).
 
     Parameters
@@ -100,6 +101,9 @@ def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage:
         Filled with per-level graph statistics (points, edges, components,
         largest component, share of faces whose every neighbour was within ``t``,
         clusters, seconds of search and of linkage).
+    executor : streamface.ray_pool.Executor, optional
+        Runs the linkages of groups of components (e.g. as Ray tasks); the
+        labels do not depend on it. Default: here, one after the other.
 
     Returns
     -------
@@ -107,7 +111,8 @@ def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage:
         Labels ``0..k-1`` by first appearance.
     """
     opts = dict(metric=metric, linkage=linkage, n_neighbors=n_neighbors, max_component=max_component,
-                index=index, exact_limit=exact_limit, nprobe=nprobe, random_state=random_state, stats=stats)
+                index=index, exact_limit=exact_limit, nprobe=nprobe, random_state=random_state, stats=stats,
+                executor=executor)
     labels = _graph_labels(x, threshold, **opts)
     for _ in range(mean_levels):
         if len(labels) == 0:
