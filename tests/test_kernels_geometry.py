@@ -120,7 +120,15 @@ def test_align_is_pixel_exact_for_the_same_matrix():
     landmarks = ARCFACE_TEMPLATE * 1.4 + [60, 30] + rng.normal(0, 2, (5, 2))
     matrix = similarity_transform(landmarks, ARCFACE_TEMPLATE)
     reference = cv2.warpAffine(image, matrix, (112, 112), flags=cv2.INTER_LINEAR)
-    assert mean_abs_diff(align_faces(image, landmarks[None])[0], reference) <= 0.01
+    ours = align_faces(image, landmarks[None])[0]
+    if int(cv2.__version__.split(".")[0]) >= 5:
+        # OpenCV 5 interpolates in float, as the kernel does: the same pixels.
+        assert mean_abs_diff(ours, reference) <= 0.01
+    else:
+        # OpenCV 4 (fiftyone, in the annotate extra, pins opencv<5) quantises the
+        # bilinear weights to 1/32 pixel: within one grey level of the exact result.
+        diff = np.abs(ours.astype(int) - reference.astype(int))
+        assert diff.mean() <= 1.0 and np.percentile(diff, 99) <= 4
 
 
 def test_align_matches_opencv_where_the_face_leaves_the_frame():
