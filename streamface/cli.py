@@ -609,7 +609,7 @@ def _analysis_stage(store, o, **kwargs):
                         **kwargs)
 
 
-def _ingest_job(config, sources, store, o, max_wait, max_reconnects, *, pool=None, groups=None):
+def _ingest_job(config, sources, store, o, max_wait, max_reconnects, rotate="none", *, pool=None, groups=None):
     import functools
 
     from streamface.ingest_config import check_unique, parse_config, parse_sources
@@ -619,7 +619,7 @@ def _ingest_job(config, sources, store, o, max_wait, max_reconnects, *, pool=Non
         raise ValueError("no stream to ingest: give --config FILE or --source NAME=URL")
     check_unique(specs, "--config and --source")
     if pool is None:
-        return ingest_for_specs(specs, store, o, max_wait, max_reconnects)
+        return ingest_for_specs(specs, store, o, max_wait, max_reconnects, rotate)
     from dataclasses import replace
     from pathlib import Path
 
@@ -631,19 +631,22 @@ def _ingest_job(config, sources, store, o, max_wait, max_reconnects, *, pool=Non
     specs = [replace(s, url=str(Path(s.url).resolve())) if "://" not in s.url and Path(s.url).exists() else s
              for s in specs]
     return RayIngest(specs, functools.partial(ingest_for_specs, store=store, o=o, max_wait=max_wait,
-                                              max_reconnects=max_reconnects), pool=pool, groups=groups)
+                                              max_reconnects=max_reconnects, rotate=rotate),
+                     pool=pool, groups=groups)
 
 
-def ingest_for_specs(specs, store, o, max_wait, max_reconnects):
+def ingest_for_specs(specs, store, o, max_wait, max_reconnects, rotate="none"):
     """An :class:`~streamface.ingest.Ingest` of ``specs`` with the command's options ``o``
     (module level: Ray actors build their group's ingest with it)."""
     from streamface.ingest import Ingest
+    from streamface.store.rotation import StoreRotation
 
     captures = [_capture_stage(s.url, store, s.name, {**o, **s.options}, 1) for s in specs]
     return Ingest(captures, _extraction_stage(store, o), _analysis_stage(store, o), store=store,
                   batch_frames=o["batch_size"] or 8, max_wait=max_wait, max_reconnects=max_reconnects,
                   max_reconnects_by_stream={s.name: s.options["max_reconnects"] for s in specs
-                                            if "max_reconnects" in s.options})
+                                            if "max_reconnects" in s.options},
+                  rotation=None if rotate == "none" else StoreRotation(store, rotate))
 
 
 def _ingest_progress(bar):
@@ -730,6 +733,9 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
 @click.option("--max-reconnects", type=click.IntRange(min=0), default=None,
               help="Give a live stream up after this many reconnects in a row without a frame "
               "[default: never].")
+@click.option("--rotate", type=click.Choice(["none", "day", "hour"]), default="none",
+              help="A new store per period (UTC), named from --store: news.zarr -> news-2026-11-28.zarr; "
+                   "`streamface info news.zarr` sums them.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @log_options
 @metrics_options
@@ -737,8 +743,8 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
 @click.option("--ray-groups", type=click.IntRange(min=1), default=None,
               help="With --ray: actors to spread the streams over, each batching its streams "
                    "[default: one per Ray node].")
-def ingest(config, sources, store, max_wait, max_reconnects, progress, log_config, metrics_address, ray_address,
-           ray_groups, **o) -> None:
+def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, log_config, metrics_address,
+           ray_address, ray_groups, **o) -> None:
     """Capture, extract and analyze faces of several streams into STORE in one process.
 
     One decoder per stream, one batcher filling detector batches (--batch-size frames
@@ -751,7 +757,8 @@ def ingest(config, sources, store, max_wait, max_reconnects, progress, log_confi
     from streamface.pipeline import stop_on_signals
 
     with _PipelineErrors(), executor_for(ray_address) as pool:
-        job = _ingest_job(config, sources, store, o, max_wait, max_reconnects, pool=pool, groups=ray_groups)
+        job = _ingest_job(config, sources, store, o, max_wait, max_reconnects, rotate, pool=pool,
+                          groups=ray_groups)
         with _progress_bar(progress, "ingest") as bar, stop_on_signals(job.stop), \
                 Monitoring(store, job.stream_names, log_config=log_config,
                            metrics_address=metrics_address) as monitoring:
@@ -762,6 +769,8 @@ def ingest(config, sources, store, max_wait, max_reconnects, progress, log_confi
                 monitoring.record(counters, job.queue_depth)
                 show(counters)
 
+            if pool is None:  # Ray actors keep their batches to themselves
+                job.on_batch = monitoring.record_batch
             summary = job.call(on_progress=on_progress)
     for line in summary.lines():
         click.echo(line)

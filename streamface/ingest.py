@@ -160,6 +160,7 @@ class _StreamWork:
         self.stop_event = threading.Event()
         self.slots = threading.Semaphore(in_flight)
         self.extractor = None
+        self.location: str | None = None
         self.commits: CommitQueue | None = None
         self.next_row = 0
         self.live = False
@@ -209,13 +210,23 @@ class Ingest:
     max_reconnects : int or None, default None
         Reconnects in a row without a frame before a live stream is given up (None:
         never); ``max_reconnects_by_stream`` overrides it per stream name.
+    rotation : StoreRotation or None, default None
+        Write each period (day, hour) into its own store named from ``store``
+        (:class:`~streamface.store.rotation.StoreRotation`). At a boundary every
+        stream commits what it holds to the old store and goes on in the new one;
+        track matches do not cross stores. A stream new in a store continues after
+        the last frame of the previous period's store, so a restart just after a
+        boundary stores nothing twice.
+    on_batch : callable, optional
+        ``on_batch(stage, size, seconds)`` after each model call of the inference
+        worker (``stage`` "detection": frames; "embedding": faces), for monitoring.
     """
 
     def __init__(self, captures, extraction, analysis=None, *, store, batch_frames: int = 8,
                  max_wait: float = 0.05, in_flight: int | None = None, commit_jobs: int = 2,
                  commit_wait: float = 1.0,
                  max_reconnects: int | None = None,
-                 max_reconnects_by_stream: dict | None = None) -> None:
+                 max_reconnects_by_stream: dict | None = None, rotation=None, on_batch=None) -> None:
         self.captures = list(captures)
         self.extraction = extraction
         self.analysis = analysis
@@ -227,6 +238,8 @@ class Ingest:
         self.commit_wait = commit_wait
         self.max_reconnects = max_reconnects
         self.max_reconnects_by_stream = dict(max_reconnects_by_stream or {})
+        self.rotation = rotation
+        self.on_batch = on_batch
         self._stopping = threading.Event()
         self._works: list[_StreamWork] = []
 
@@ -307,7 +320,7 @@ class Ingest:
             if self._stopping.is_set():
                 work.stop_event.set()
         self._store_lock = threading.Lock()
-        self._store = None
+        self._stores: dict = {}
         self._queue: queue.Queue = queue.Queue()
         self._fatal: BaseException | None = None
         self._catch_up()
@@ -331,7 +344,7 @@ class Ingest:
             on_progress(self.counters)
         if self._fatal is not None:
             raise self._fatal
-        summary = IngestSummary(self.counters, str(self._store.location) if self._store else str(self.store),
+        summary = IngestSummary(self.counters, self._location(),
                                 time.monotonic() - started, started - loading)
         if self._analyzer is not None:
             summary.warnings = list(self._analyzer.summary.warnings)
@@ -339,18 +352,23 @@ class Ingest:
 
     # ---- store ----------------------------------------------------------------------------------
 
-    def _open_store(self):
+    def _location(self) -> str:
+        """The store written now (the current period's when rotating)."""
+        return self.rotation.location() if self.rotation is not None else str(self.store)
+
+    def _open_store(self, location: str):
         from streamface.store import FaceStore
 
         with self._store_lock:
-            if self._store is None:
-                self._store = FaceStore.open(self.store, mode="a")
-            return self._store
+            if location not in self._stores:
+                self._stores[location] = FaceStore.open(location, mode="a")
+            return self._stores[location]
 
     def _open_writer(self, work: _StreamWork):
         from streamface.store import StoreError
 
-        store = self._open_store()
+        work.location = self._location()
+        store = self._open_store(work.location)
         name, ext = work.capture.name, work.extractor
         with self._store_lock:  # stream groups are created one at a time
             exists = name in store.streams
@@ -363,6 +381,39 @@ class Ingest:
                              f"not {ext.aligned_size}")
         return writer
 
+    def _rotate(self, work: _StreamWork) -> None:
+        """A period boundary passed: commit what the stream holds to its old store and
+        go on in the new one (face rows and track matches start afresh there)."""
+        self._commit_staged(work)
+        try:
+            work.commits.close()
+            writer = self._open_writer(work)
+        except Exception as exc:  # noqa: BLE001 - a store error ends this stream only
+            work.commits_failed = True
+            work.fail(exc)
+            return
+        work.commits = CommitQueue(writer, max_jobs=self.commit_jobs,
+                                   name=f"ingest-commits-{work.capture.name}")
+        work.next_row = writer.num_faces
+        work.extractor.previous = (_restore_previous(writer, writer.num_frames)
+                                   if writer.num_frames and writer.has_images else [])
+        log.info("%s: rotated to %s", work.capture.name, work.location)
+
+    def _previous_period_span(self, name: str) -> tuple[int, int] | None:
+        """Capture time span of stream ``name`` in the previous period's store, if any."""
+        from datetime import timedelta
+
+        from streamface.store import FaceStore, StoreError
+
+        if self.rotation is None or self.rotation.period == "none":
+            return None
+        start = self.rotation.period_start(self.rotation.now())
+        try:
+            earlier = FaceStore.open(self.rotation.location_at(start - timedelta(microseconds=1)), mode="r")
+            return earlier.stream(name).capture_time_span()
+        except (StoreError, OSError, KeyError):
+            return None  # no earlier store, or the stream is new
+
     def _catch_up(self) -> None:
         """Analyse stored faces left without embeddings (a run killed between a batch's
         commit and its analysis) before the streams continue."""
@@ -371,7 +422,7 @@ class Ingest:
         if self._analyzer is None:
             return
         try:
-            store = FaceStore.open(self.store, mode="r+")
+            store = FaceStore.open(self._location(), mode="r+")
         except NotAStoreError:
             return
         for work in self._works:
@@ -403,7 +454,7 @@ class Ingest:
             # has no job yet, so reading the writer here does not race with it.
             work.commits = CommitQueue(writer, max_jobs=self.commit_jobs, name=f"ingest-commits-{c.name}")
             work.next_row = writer.num_faces
-            span = writer.capture_time_span()
+            span = writer.capture_time_span() or self._previous_period_span(c.name)
             decoder.after_time_us = span[1] if span else None
             if writer.num_frames and writer.has_images:
                 work.extractor.previous = _restore_previous(writer, writer.num_frames)
@@ -494,13 +545,18 @@ class Ingest:
 
     def _infer_batch(self, kept: list[_Kept]) -> None:
         images = [k.candidate.rgb for k in kept]
+        started = time.perf_counter()
         detections = self._detector.detect(images)
+        self._report_batch("detection", len(images), time.perf_counter() - started)
         groups: dict[int, list[int]] = {}
         for i, item in enumerate(kept):
             groups.setdefault(id(item.work), []).append(i)
         batches = []
         for members in groups.values():
             work = kept[members[0]].work
+            if self.rotation is not None and not work.commits_failed and work.commits is not None \
+                    and self._location() != work.location:
+                self._rotate(work)
             if work.commits is None or work.commits_failed:
                 continue  # frames of a stream whose store failed are not processed
             frames = [images[i] for i in members]
@@ -513,13 +569,20 @@ class Ingest:
             # One recognizer call for the faces of every stream in the batch.
             aligned = np.concatenate([faces.aligned for *_, faces, _ in batches])
             split = np.cumsum([len(faces) for *_, faces, _ in batches])[:-1]
+            started = time.perf_counter()
             embeddings = np.split(self._analyzer.embed(aligned), split)
+            if len(aligned):
+                self._report_batch("embedding", len(aligned), time.perf_counter() - started)
         for (work, candidates, frames, faces, start), emb in zip(batches, embeddings):
             attributes = (self._analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(frames)))
                           if emb is not None and len(faces) else {})
             self._stage(work, _CommitJob(self._analyzer, work.capture, work.counters,
                                          candidates, faces, start, emb, attributes))
         self._commit_due()
+
+    def _report_batch(self, stage: str, size: int, seconds: float) -> None:
+        if self.on_batch is not None:
+            self.on_batch(stage, size, seconds)
 
     # ---- commits --------------------------------------------------------------------------------
 

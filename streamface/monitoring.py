@@ -90,6 +90,12 @@ class Monitoring:
             queue, _, stream = key.partition("/")  # "inference" (shared) or "commits/<stream>"
             self.telemetry.stream(stream or "*").queue_depth(queue).set(depth)
 
+    def record_batch(self, stage: str, size: int, seconds: float) -> None:
+        """One model call of the shared inference worker (``Ingest(on_batch=...)``)."""
+        shared = self.telemetry.stream("*")
+        shared.batch_size(stage).observe(size)
+        shared.model_latency(stage).observe(seconds)
+
     def record_frame(self, stream: str, stats, counts, faces: int) -> None:
         """The single-stream pipeline's running totals (``Pipeline.call(on_frame=...)``)."""
         self.telemetry.stream(stream).update(

@@ -79,3 +79,14 @@ def extracted_copy(extracted, tmp_path):
     dst = tmp_path / "copy"
     shutil.copytree(extracted[0], dst)
     return dst
+
+
+def ingest_options(*args: str) -> dict:
+    """The options ``streamface ingest`` hands to ``ingest_for_specs`` (defaults, plus ``args``)."""
+    from streamface.cli import ingest as ingest_command
+
+    params = ingest_command.make_context("ingest", ["--store", "unused", *args]).params
+    command_only = ("config", "sources", "store", "max_wait", "max_reconnects", "rotate", "progress",
+                    "ray_address", "ray_groups")
+    return {k: v for k, v in params.items()
+            if k not in command_only and not k.startswith(("log_", "metrics_"))}

@@ -21,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine_fixtures import engine_home  # noqa: F401
-from pipeline_fixtures import clip, model_home, scene_starts  # noqa: F401
+from pipeline_fixtures import clip, ingest_options, model_home, scene_starts  # noqa: F401
 
 from streamface.cli import main
 from streamface.store import FaceStore
@@ -380,3 +380,47 @@ def test_a_live_stream_whose_server_dies_fails_alone_after_its_reconnects(clip, 
     frames = stored.stream("live").read_frames()
     assert len(frames) > 0 and (np.diff(frames.time_us) > 0).all()
     assert stored.stream("live").num_embedded == stored.stream("live").num_faces
+
+
+# ---- store rotation ---------------------------------------------------------------------------------
+
+
+class _SteppingClock:
+    """Seconds since the epoch: 2026-11-28 10:59:59 UTC for the first ``calls`` reads, an hour on after."""
+
+    def __init__(self, calls: int) -> None:
+        self.calls, self.reads = calls, 0
+
+    def __call__(self) -> float:
+        self.reads += 1
+        return 1795863599.0 + (3600.0 if self.reads > self.calls else 0.0)
+
+
+def test_rotation_splits_a_stream_over_two_stores_with_nothing_lost_or_twice(clip, model_home, tmp_path):  # noqa: F811
+    from streamface.cli import ingest_for_specs
+    from streamface.ingest_config import StreamSpec
+    from streamface.store.rotation import StoreRotation, rotated_stores
+
+    o = ingest_options("--batch-size", "2")
+    specs = [StreamSpec("news", str(clip))]
+    plain = ingest_for_specs(specs, str(tmp_path / "plain.zarr"), o, 0.05, None).call()
+    job = ingest_for_specs(specs, str(tmp_path / "news.zarr"), o, 0.05, None)
+    job.rotation = StoreRotation(tmp_path / "news.zarr", "hour", clock=_SteppingClock(calls=8))
+    summary = job.call()
+    assert not summary.failed and not plain.failed
+    stores = rotated_stores(tmp_path / "news.zarr")
+    assert [Path(s).name for s in stores] == ["news-2026-11-28T10.zarr", "news-2026-11-28T11.zarr"]
+    parts = [FaceStore.open(s).stream("news") for s in stores]
+    assert all(p.num_frames > 0 for p in parts)
+    times = np.concatenate([p.read_frames().time_us for p in parts])
+    reference = FaceStore.open(tmp_path / "plain.zarr").stream("news")
+    np.testing.assert_array_equal(times, reference.read_frames().time_us)  # each frame once, in order
+    assert sum(p.num_faces for p in parts) == reference.num_faces
+    for part in parts:  # rows and track matches stay inside their store
+        faces = part.read_faces()
+        assert part.num_embedded == part.num_faces
+        assert np.all(faces.frame < part.num_frames)
+        assert np.all((faces.match < part.num_faces))
+    # The info command sums the rotated stores given their base name.
+    result = CliRunner().invoke(main, ["info", str(tmp_path / "news.zarr"), "--json"])
+    assert result.exit_code == 0, result.output

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
-from pipeline_fixtures import clip, model_home  # noqa: F401 (pytest fixtures)
+from pipeline_fixtures import clip, ingest_options, model_home  # noqa: F401 (pytest fixtures)
 from streamface.cli import main as cli
 from streamface.live_status import read_status
 from streamface.monitoring import Monitoring
@@ -52,11 +52,29 @@ def test_metrics_are_scraped_while_monitoring(tmp_path):
     with Monitoring(tmp_path / "s.zarr", ["news"], metrics_address=("127.0.0.1", 0),
                     log_config=LogConfig(log_dir=tmp_path / "logs")) as monitoring:
         monitoring.record([Counters()], {"inference": 4, "commits/news": 2})
+        monitoring.record_batch("detection", 8, 0.25)
         text = urllib.request.urlopen(monitoring.metrics_url, timeout=10).read().decode()
     assert 'streamface_keyframes_total{stream="news"} 3.0' in text
     assert 'streamface_queue_depth{queue="commits",stream="news"} 2.0' in text
     assert 'streamface_queue_depth{queue="inference",stream="*"} 4.0' in text
+    assert 'streamface_batch_size_count{stage="detection",stream="*"} 1.0' in text
+    assert 'streamface_model_latency_seconds_sum{model="detection",stream="*"} 0.25' in text
     with pytest.raises(OSError):  # the exporter is gone with the monitoring
         urllib.request.urlopen(monitoring.metrics_url, timeout=2)
     assert [r.stream for r in read_status(tmp_path / "s.zarr")] == ["news"]  # "*" is no stream
     assert threading.active_count() >= 1
+
+
+def test_ingest_reports_every_model_call(clip, model_home, tmp_path):  # noqa: F811
+    from streamface.cli import ingest_for_specs
+    from streamface.ingest_config import StreamSpec
+
+    o = ingest_options("--max-frames", "12")
+    calls = []
+    job = ingest_for_specs([StreamSpec("news", str(clip))], str(tmp_path / "s.zarr"), o, 0.05, None)
+    job.on_batch = lambda stage, size, seconds: calls.append((stage, size, seconds))
+    summary = job.call()
+    (news,) = summary.streams
+    assert sum(size for stage, size, _ in calls if stage == "detection") == news.keyframes > 0
+    assert sum(size for stage, size, _ in calls if stage == "embedding") == news.faces > 0
+    assert all(seconds > 0 for *_, seconds in calls)

@@ -19,8 +19,7 @@ from click.testing import CliRunner
 
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from hls_server import HLSServer, LiveHLS, cut_segments
-from pipeline_fixtures import clip, model_home  # noqa: F401 (pytest fixtures)
-from streamface.cli import ingest as ingest_command
+from pipeline_fixtures import clip, ingest_options, model_home  # noqa: F401 (pytest fixtures)
 from streamface.cli import ingest_for_specs
 from streamface.cli import main as cli
 from streamface.ingest_config import StreamSpec
@@ -54,15 +53,6 @@ def _restarted(actor, old_pid: int, within: float) -> bool:
             pass  # dead or restarting
         time.sleep(0.2)
     return False
-
-
-def _options(store, *args) -> dict:
-    """The ingest command's options with their defaults, as the CLI would pass them."""
-    params = ingest_command.make_context("ingest", ["--store", str(store), *args]).params
-    for key in ("config", "sources", "store", "max_wait", "max_reconnects", "progress",
-                "ray_address", "ray_groups"):
-        params.pop(key)
-    return params
 
 
 def test_streams_are_dealt_round_robin():
@@ -103,7 +93,7 @@ def test_a_killed_actor_restarts_and_resumes_without_duplicates(pool, clip, mode
         server.start()
     store = tmp_path / "live.zarr"
     specs = [StreamSpec(f"live{i}", server.url) for i, server in enumerate(servers)]
-    make = functools.partial(ingest_for_specs, store=str(store), o=_options(store, "--duration", "60"),
+    make = functools.partial(ingest_for_specs, store=str(store), o=ingest_options("--duration", "60"),
                              max_wait=0.05, max_reconnects=None)
     job = RayIngest(specs, make, pool=pool, groups=2)
     result: dict = {}
