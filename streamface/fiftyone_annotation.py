@@ -306,6 +306,11 @@ class FiftyOneAnnotation:
             view = pair_view(fo, dataset, x, y, self.per_cluster)
             if session is not None:
                 self._show(session, view)
+                # Also a saved view with its own address: a browser opened (or reloaded)
+                # at any time shows this pair, whatever the session pushed before.
+                slug = f"pair-{x}-{y}"
+                dataset.save_view(slug, view, overwrite=True)
+                self.echo(f"pair {pair}: http://{self.address}:{self.port}/datasets/{dataset.name}?view={slug}")
             decision = self._ask(fo, view, pair, x, y, index, dist, planned)
             if decision is not None and decision != "stop":
                 record = Decision(pair, decision)

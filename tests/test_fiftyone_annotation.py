@@ -441,6 +441,7 @@ def test_app_shows_the_first_pair_in_a_browser(review, database, tmp_path, recor
             time.sleep(0.2)
         assert f"FiftyOne App: http://127.0.0.1:{port}/" in lines
         shot = tmp_path / "first_pair.png"
+        (pair_url,) = [line.split(": ", 1)[1] for line in lines if line.startswith("pair 9,10: http://")]
         dataset = fo.load_dataset(f"sky-{tmp_path.name}")
         shown = len(dataset.match(fo.ViewField("cluster").is_in([9, 10])))
         # One run of a fresh profile gives both the DOM (after the App's scripts ran,
@@ -453,12 +454,13 @@ def test_app_shows_the_first_pair_in_a_browser(review, database, tmp_path, recor
                  "--disable-component-update", "--no-first-run",
                  f"--user-data-dir={tmp_path / f'profile{attempt}'}", "--window-size=1280,900",
                  f"--virtual-time-budget={budget}", f"--screenshot={shot}", "--dump-dom",
-                 f"http://127.0.0.1:{port}/"], capture_output=True, text=True, timeout=180)
+                 pair_url], capture_output=True, text=True, timeout=180)
             dom = browser.stdout
             if dom.count('data-cy="looker"') == shown and dom.count('canvas-loaded="true"') == shown:
                 break
         record_property("screenshot", str(shot))
         print(f"screenshot of the first pair: {shot}")
+        (tmp_path / "dom.html").write_text(dom)
         assert f"sky-{tmp_path.name}" in dom                           # the review's dataset is open
         assert dom.count('data-cy="looker"') == shown                  # one tile per face of the pair
         assert dom.count('canvas-loaded="true"') == shown              # and each face image drawn
