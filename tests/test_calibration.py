@@ -42,6 +42,7 @@ from streamface.engine.models.calibration_file import (
     read_calibration,
     write_calibration,
 )
+from streamface.engine.models.cache import default_home
 from streamface.engine.models.registry import REGISTRY
 from streamface.engine.models.yunet import YuNet
 from streamface.face_clustering import FaceClustering
@@ -317,13 +318,16 @@ def test_cli_writes_table_json_plot_and_user_defaults(home, skynews, tmp_path):
     assert same_partition(labels, at_user)
 
 
+# Read at import: other modules' fixtures point STREAMFACE_HOME at a test cache later.
+_USER_MODELS = default_home() / "models"
+
+
 def test_calibrate_reproduces_the_shipped_retinaface_threshold(skynews, engine_home, tmp_path):  # noqa: F811
     import shutil
 
-    from streamface.engine.models.cache import default_home
     from streamface.engine.models.retinaface import RetinaFace
 
-    prepared = default_home() / "models"
+    prepared = _USER_MODELS
     if not all((prepared / f"retinaface.{ext}").is_file() for ext in ("onnx", "json")):
         pytest.skip(f"retinaface is not prepared in {prepared} (`streamface models fetch retinaface`, needs PyPI)")
     (tmp_path / "models").mkdir()
