@@ -62,7 +62,7 @@ from streamface.store.schema import (
     image_columns,
     label_column,
 )
-from streamface.store.table import ColumnSet, GrowingArray
+from streamface.store.table import ColumnSet, GrowingArray, write_rows
 
 _PARTIAL = re.compile(r"\.[0-9a-f]{32}\.partial$")
 
@@ -561,23 +561,27 @@ class StreamWriter(Stream):
         if not self._n_frames_pending and not self._n_faces_pending:
             return
         state = self._state.copy()
+        writes = []
         if self._pending_frames:
-            # Images are gathered per batch by _write_frames (some batches may have none).
+            # Images are gathered per batch by _frame_rows (some batches may have none).
             frames = FrameRecords.concat([replace(p, images=None) for p in self._pending_frames])
-            self._write_frames(frames, state)
+            writes += self._frame_rows(frames, state)
         if self._pending_faces:
             faces = FaceRecords.concat(self._pending_faces)
-            self._faces.write(state.faces, {f.name: getattr(faces, f.name) for f in fields(faces)
-                                            if f.name != "row"})
+            writes += self._faces.rows(state.faces, {f.name: getattr(faces, f.name) for f in fields(faces)
+                                                     if f.name != "row"})
             state.faces += len(faces)
+        write_rows(writes)
         self._commit(state)
         self._pending_frames.clear()
         self._pending_faces.clear()
         self._n_frames_pending = self._n_faces_pending = 0
 
-    def _write_frames(self, frames: FrameRecords, state: CommitState) -> None:
+    def _frame_rows(self, frames: FrameRecords, state: CommitState) -> list:
+        """The array writes of the pending frames and their images (for ``write_rows``);
+        advances ``state``'s frame and image-byte counters."""
         has_images = [p.images is not None for p in self._pending_frames]
-        self._frames.write(state.frames, {n: getattr(frames, n) for n in frame_columns()})
+        writes = self._frames.rows(state.frames, {n: getattr(frames, n) for n in frame_columns()})
         if any(has_images) or self._has_image_arrays:
             self._images.ensure_created()
             self._has_image_arrays = True
@@ -591,10 +595,12 @@ class StreamWriter(Stream):
                         offset += len(blob)
                     row += 1
             if blobs:
-                self._images["image_bytes"].write(state.image_bytes, np.frombuffer(b"".join(blobs), np.uint8))
-            self._images["image_span"].write(state.frames, spans)
+                writes.append((self._images["image_bytes"], state.image_bytes,
+                               np.frombuffer(b"".join(blobs), np.uint8)))
+            writes.append((self._images["image_span"], state.frames, spans))
             state.image_bytes = offset
         state.frames += len(frames)
+        return writes
 
     # ---- updates of existing rows ---------------------------------------------------------------
 

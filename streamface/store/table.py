@@ -10,11 +10,14 @@ never by the shape.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec
+from zarr.core.sync import sync
 
 from streamface.store.errors import StoreCorruptError
 from streamface.store.schema import ColumnSpec
@@ -160,8 +163,11 @@ class ColumnSet:
 
     def write(self, start: int, values: dict[str, np.ndarray]) -> None:
         """Write each column's ``values[name]`` at ``start``."""
-        for name, column in values.items():
-            self[name].write(start, column)
+        write_rows(self.rows(start, values))
+
+    def rows(self, start: int, values: dict[str, np.ndarray]) -> list[tuple[GrowingArray, int, np.ndarray]]:
+        """``(array, start, values)`` for each column, for :func:`write_rows`."""
+        return [(self[name], start, column) for name, column in values.items()]
 
     def read(self, start: int, stop: int, names) -> dict[str, np.ndarray]:
         """Rows ``[start, stop)`` of the named columns."""
@@ -171,6 +177,30 @@ class ColumnSet:
         """Cut every column to ``rows`` rows."""
         for name in self.specs:
             self[name].truncate(rows)
+
+
+def write_rows(writes: Iterable[tuple[GrowingArray, int, np.ndarray]]) -> None:
+    """Write rows into several arrays at once.
+
+    Each ``(array, start, values)`` writes ``values`` at rows ``[start, start + n)``.
+    The arrays are grown first (one by one: growing rewrites metadata), then all the
+    rows go to Zarr's event loop in one call, so their chunks are encoded and stored
+    concurrently instead of one round trip per array (a batch touches ~20 arrays).
+    """
+    pending = []
+    for array, start, values in writes:
+        stop = start + len(values)
+        array.ensure_capacity(stop)
+        if len(values):
+            pending.append(array.array.async_array.setitem(slice(start, stop), values))
+    if len(pending) == 1:
+        sync(pending[0])
+    elif pending:
+        sync(_gather(pending))
+
+
+async def _gather(coroutines) -> None:
+    await asyncio.gather(*coroutines)
 
 
 def _exists(group: zarr.Group, path: str) -> bool:
