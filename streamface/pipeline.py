@@ -1,12 +1,14 @@
 """Capture, extraction and analysis fused in one pass over one source (``streamface run``).
 
 One decoder feeds the keyframe selection; each batch of kept frames goes to batched
-detection, the seed's filters, crops and track matching, and is committed to the
-store together with its faces; the new faces are then embedded and described from
-the frames still in memory (no PNG round trip). Detection and everything after it
-run behind the decoding and keyframe selection, in order, on a
-:class:`~streamface.commit_queue.CommitQueue` thread (at most
-``COMMIT_QUEUE_JOBS`` batches waiting). Stopping (SIGINT/SIGTERM, bounds)
+detection, the seed's filters, crops and track matching, and its new faces are
+embedded and described from the frames and crops still in memory (no PNG round
+trip, no re-read of the store); then the frames, their faces, embeddings and
+attributes are committed. Three threads work in a line, each on its own batch:
+decoding and keyframe selection; inference (on a
+:class:`~streamface.commit_queue.CommitQueue` thread); JPEG encoding and the store
+writes (on a second one). Order is kept and at most ``COMMIT_QUEUE_JOBS`` batches
+wait at each step. Stopping (SIGINT/SIGTERM, bounds)
 flushes and commits what was processed; running again continues after the last
 stored frame.
 """
@@ -110,21 +112,42 @@ class Pipeline:
         if analyzer is not None:
             self._catch_up(analyzer, online)
 
-        # Decoding and keyframe selection run here; detection, the face filters, JPEG
-        # encoding, the store writes and the analysis run behind, in decode order, on
-        # the commit queue's thread.
-        commits: CommitQueue | None = None
+        # Three threads in a line: decoding and keyframe selection run here; detection,
+        # the face filters and crops, and the embeddings and attributes run on the
+        # inference queue's thread; JPEG encoding and the store writes run on the commit
+        # queue's thread, so a batch is written while the next one is inferred. Both
+        # queues keep decode order and hold at most COMMIT_QUEUE_JOBS batches.
+        stages: list[CommitQueue] = []
+        next_row = 0
+
+        def infer(kept):
+            nonlocal next_row
+            images = [c.rgb for c in kept]
+            faces = extractor.process(images, next_row)
+            next_row += len(faces)
+            computed = None
+            if analyzer is not None and len(faces):
+                computed = (analyzer.embed(faces.aligned),
+                            analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(images))))
+            stages[1].submit(lambda w: self._commit(w, kept, faces, analyzer, computed, online))
 
         def on_keyframes(writer, kept):
-            nonlocal commits
-            if commits is None:
-                commits = CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
-                                      name=f"commits-{self.capture.name}")
-            commits.submit(lambda w: self._commit(w, kept, extractor, analyzer, online))
+            nonlocal next_row
+            if not stages:
+                next_row = writer.num_faces
+                stages.append(CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
+                                          name=f"inference-{self.capture.name}"))
+                stages.append(CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
+                                          name=f"commits-{self.capture.name}"))
+            stages[0].submit(lambda _: infer(kept))
 
         def on_end(writer):
-            if commits is not None:
-                commits.close()
+            try:
+                for stage in stages:
+                    stage.close()  # the inference queue first: its jobs feed the commits
+            finally:
+                for stage in stages[1:]:
+                    stage.close()
 
         def progress(stats, counts):
             on_frame(stats, counts, extractor.summary.faces)
@@ -139,18 +162,15 @@ class Pipeline:
         return PipelineSummary(capture, extraction, analysis, time.monotonic() - started,
                                started - loading)
 
-    def _commit(self, writer, kept, extractor, analyzer, online) -> None:
-        """One batch (on the commit queue's thread): its faces, then frames and faces in
-        one commit, then their embeddings and attributes, then their online labels."""
-        images = [c.rgb for c in kept]
+    def _commit(self, writer, kept, faces, analyzer, computed, online) -> None:
+        """One batch (on the commit queue's thread): frames and faces in one commit, then
+        their embeddings and attributes (``computed``), then their online labels."""
         start = writer.num_faces
-        faces = extractor.process(images, start)
         frames = frame_records(kept, self.capture.image_format, self.capture.jpeg_quality)
-        frame_rows, _ = writer.append(frames, faces)
+        writer.append(frames, faces)
         writer.flush()
-        if analyzer is not None:
-            analyzer.analyze(writer, start, writer.num_faces,
-                             frames=dict(zip(frame_rows.tolist(), images)))
+        if computed is not None:
+            analyzer.write(writer, start, *computed)
         if online is not None:
             online.label_new_faces(writer)
 

@@ -117,26 +117,27 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(clip, model_hom
 
 def test_faces_committed_but_not_embedded_are_embedded_on_resume(clip, model_home, reference,  # noqa: F811
                                                                 tmp_path, monkeypatch):
-    """A kill between a batch's commit and its analysis (made certain here by failing the
-    third analysis) leaves faces without embeddings; the next run analyses them first."""
+    """A kill between a batch's commit and the commit of its embeddings (made certain here
+    by failing the third embedding write) leaves faces without embeddings; the next run
+    analyses them first."""
     from streamface.face_analysis import FaceAnalyzer
 
     store = tmp_path / "crashed.zarr"
-    original, calls = FaceAnalyzer.analyze, []
+    original, calls = FaceAnalyzer.write, []
 
-    def failing(self, writer, start, stop, frames=None):
-        if stop > start:
+    def failing(self, writer, start, embeddings, attributes):
+        if len(embeddings):
             calls.append(start)
             if len(calls) == 3:
                 raise RuntimeError("killed")
-        return original(self, writer, start, stop, frames)
+        return original(self, writer, start, embeddings, attributes)
 
-    monkeypatch.setattr(FaceAnalyzer, "analyze", failing)
+    monkeypatch.setattr(FaceAnalyzer, "write", failing)
     result = CliRunner().invoke(main, ["run", str(clip), "--store", str(store), *ARGS])
     assert result.exit_code != 0 and isinstance(result.exception, RuntimeError)
     stream = FaceStore.open(store, mode="r").stream(NAME)
     assert stream.num_embedded < stream.num_faces
-    monkeypatch.setattr(FaceAnalyzer, "analyze", original)
+    monkeypatch.setattr(FaceAnalyzer, "write", original)
 
     _run(clip, store, *ARGS)
     stream, _, faces = _contents(store)
