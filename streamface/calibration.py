@@ -27,11 +27,22 @@ Labelled sets (:func:`load_labelled_set` tells them apart):
 Faces a person labelled noise (``-1``) count as one label, as the seed's annotation
 evaluation scores them (``evaluate_labels(noise="label")``).
 
-Detector (``calibrate_detector``): frames with ground-truth boxes (a seed-layout
-folder's ``detections.csv``, or a store's frames and a boxes CSV of that format) are
-run through the detector at a low score floor; each true box takes the best unused
-detection at IoU >= 0.5 (greedy, highest IoU first). The calibrated threshold is the
-highest score, rounded down to 0.01, that keeps recall >= the target.
+Detector (``calibrate_detector``, rule :func:`detector_threshold`, the rule the shipped
+detector thresholds come from). The detector runs at a low score floor (0.05) on every
+public set of true faces it is given:
+
+- frames with true boxes (a seed-layout folder's ``detections.csv``, or a store's frames
+  and a boxes CSV of that format): each true box takes the best unused detection at
+  IoU >= 0.5 (greedy, highest IoU first); recall = matched boxes / true boxes;
+- identity folders (``<identity>/<photos>``, each photo holding exactly one face), read as
+  for clustering (:func:`padded_photo`): a photo counts as found at threshold ``t`` when
+  its best detection scores >= ``t`` (the face clustering embeds); recall = photos found /
+  photos.
+
+The threshold is the highest 0.01 step keeping recall >= the target (default 0.95) on
+every set. A set that cannot reach the target at any threshold (its recall at the floor is
+lower, e.g. MTCNN on skynews) keeps instead its best reachable recall, the highest 0.01
+step losing none of what the floor finds there; the summary and the JSON say so.
 
 The public data the shipped values come from: ``identities/johns``,
 ``identities/orl`` and ``skynews`` under ``../shared/data`` (see
@@ -48,8 +59,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ClusteringCalibration", "DetectorCalibration", "LabelledSet", "DEFAULT_CUTS", "calibrate_clustering",
-           "calibrate_detector", "choose", "cut_grid", "identity_folder_set", "load_labelled_set",
+__all__ = ["BoxTruth", "ClusteringCalibration", "DetectorCalibration", "DetectorSetResult", "LabelledSet",
+           "PhotoTruth", "DEFAULT_CUTS", "calibrate_clustering", "calibrate_detector", "choose", "cut_grid",
+           "detector_threshold", "detector_truths", "identity_folder_set", "identity_photos", "load_labelled_set",
            "plot_calibration", "seed_folder_set", "store_set", "sweep", "write_report"]
 
 #: The default grid of linkage cuts: cosine distance 0.3..0.7, step 0.025 (what the shipped values used).
@@ -132,18 +144,18 @@ def identity_folder_set(root, detector, recognizer, *, name: str | None = None) 
         ``root`` has fewer than two identity folders with a face.
     """
     root = Path(root)
-    people = sorted(p for p in root.iterdir() if p.is_dir())
+    people: dict[str, int] = {}
     embeddings, labels, skipped = [], [], []
-    for k, person in enumerate(people):
-        for path in sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
-            pad = padded_photo(path)
-            [found] = detector.detect([pad])
-            if not len(found.scores):
-                skipped.append(f"no face in {path}")
-                continue
-            j = int(np.argmax(found.scores))
-            embeddings.append(recognizer.embed(pad, found.landmarks[j:j + 1])[0])
-            labels.append(k)
+    for path in identity_photos(root):
+        k = people.setdefault(path.parent.name, len(people))
+        pad = padded_photo(path)
+        [found] = detector.detect([pad])
+        if not len(found.scores):
+            skipped.append(f"no face in {path}")
+            continue
+        j = int(np.argmax(found.scores))
+        embeddings.append(recognizer.embed(pad, found.landmarks[j:j + 1])[0])
+        labels.append(k)
     if len(set(labels)) < 2:
         raise ValueError(f"{root}: calibration needs at least two identities with a face "
                          f"(<identity>/<images> folders), found {len(set(labels))}")
@@ -468,61 +480,212 @@ def matched_scores(truth: np.ndarray, boxes: np.ndarray, scores: np.ndarray, iou
 
 
 @dataclass
-class DetectorCalibration:
-    """A detector's scores on true boxes and the threshold keeping recall >= ``target_recall``.
+class BoxTruth:
+    """Frames with true boxes: recall counts true boxes matched at IoU >= ``iou``.
 
-    ``scores``: shape (n,), the matched detection's score per true box (NaN: missed even at
-    the floor). ``threshold``: None when even the floor misses too many. ``shipped``: the
-    wrapper's ``DEFAULT_CONF_THRESHOLD``.
+    Parameters
+    ----------
+    name : str
+    frames : list of (str, ndarray)
+        Frame stem and RGB uint8 image (H, W, 3).
+    boxes : dict
+        Frame stem -> true boxes, shape (k, 4), (x, y, w, h).
+    """
+
+    name: str
+    frames: list
+    boxes: dict
+
+
+@dataclass
+class PhotoTruth:
+    """Identity-folder photos, each holding exactly one face: recall counts photos with a face.
+
+    Parameters
+    ----------
+    name : str
+    paths : list of Path
+        Photos, read as :func:`padded_photo` (as :func:`identity_folder_set` reads them).
+    """
+
+    name: str
+    paths: list
+
+
+def identity_photos(root) -> list[Path]:
+    """The photos of ``root/<identity>/<photos>``, identities and photos in name order."""
+    root = Path(root)
+    return [path for person in sorted(p for p in root.iterdir() if p.is_dir())
+            for path in sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)]
+
+
+def box_scores(detector, truth: BoxTruth, iou: float) -> np.ndarray:
+    """Per true box of ``truth``, the score of its matched detection (NaN: missed), shape (n,)."""
+    matched = []
+    for stem, rgb in truth.frames:
+        true_boxes = truth.boxes.get(stem)
+        if true_boxes is None or not len(true_boxes):
+            continue
+        [found] = detector.detect([rgb])
+        matched.append(matched_scores(true_boxes, found.boxes, found.scores, iou))
+    return np.concatenate(matched) if matched else np.zeros(0)
+
+
+def photo_scores(detector, truth: PhotoTruth) -> np.ndarray:
+    """Per photo of ``truth``, its best detection's score (NaN: no detection), shape (n,).
+
+    A photo of an identity folder holds exactly one face, so it counts as found at threshold
+    ``t`` when its most confident detection scores >= ``t``: the face
+    :func:`identity_folder_set` embeds.
+    """
+    out = np.full(len(truth.paths), np.nan)
+    for i, path in enumerate(truth.paths):
+        [found] = detector.detect([padded_photo(path)])
+        if len(found.scores):
+            out[i] = float(np.max(found.scores))
+    return out
+
+
+def detector_threshold(scores, target_recall: float, floor: float = 0.0) -> tuple[float, list[float], list[float]]:
+    """The detector rule: the highest 0.01 step keeping each set's recall at its goal.
+
+    Parameters
+    ----------
+    scores : sequence of ndarray, each shape (n_k,)
+        Per set, the score each true face was found with (NaN: missed at the floor).
+    target_recall : float in (0, 1]
+    floor : float, default 0.0
+        The score floor the detector ran at: the threshold is never below it.
+
+    Returns
+    -------
+    threshold : float
+        The minimum over the sets of their limits (recall only falls as the threshold rises).
+    goals : list of float
+        Per set, the recall it must keep: ``target_recall``, or where the set cannot reach it
+        at any threshold (its recall at the floor is lower), that best reachable recall.
+    limits : list of float
+        Per set, the highest 0.01 step keeping its goal: the ``ceil(goal * n)``-th highest
+        score rounded down to 0.01 (the detectors keep scores >= their threshold); 1.0 for a
+        set with no face found (it constrains nothing).
+
+    Raises
+    ------
+    ValueError
+        No set, an empty set, or ``target_recall`` outside (0, 1].
+    """
+    if not 0 < target_recall <= 1:
+        raise ValueError(f"target_recall: expected a number in (0, 1], got {target_recall!r}")
+    if not len(scores):
+        raise ValueError("detector calibration needs at least one set of true faces")
+    goals, limits = [], []
+    for s in scores:
+        s = np.asarray(s, float).reshape(-1)
+        if not len(s):
+            raise ValueError("detector calibration: a set without true faces")
+        found = np.sort(s[~np.isnan(s)])[::-1]
+        goal = min(float(target_recall), len(found) / len(s))
+        need = math.ceil(goal * len(s) - 1e-9)
+        limit = 1.0 if need == 0 else max(floor, math.floor(float(found[need - 1]) * 100 + 1e-9) / 100)
+        goals.append(goal)
+        limits.append(min(1.0, limit))
+    return min(limits), goals, limits
+
+
+@dataclass
+class DetectorSetResult:
+    """One set's part of a detector calibration.
+
+    ``kind``: ``"boxes"`` (true boxes matched at IoU) or ``"photos"`` (one face per photo);
+    ``scores``: shape (n,), per true face the score it was found with (NaN: missed at the
+    floor); ``goal``: the recall the threshold keeps (the target, or the best reachable);
+    ``limit``: the highest 0.01 step keeping ``goal`` on this set alone.
+    """
+
+    name: str
+    kind: str
+    scores: np.ndarray
+    goal: float
+    limit: float
+
+    @property
+    def found(self) -> int:
+        return int(np.sum(~np.isnan(self.scores)))
+
+    def recall(self, threshold: float) -> float:
+        """Recall of detections scoring >= ``threshold``."""
+        return float(np.sum(self.scores >= threshold) / len(self.scores)) if len(self.scores) else 0.0
+
+
+@dataclass
+class DetectorCalibration:
+    """A detector's scores on each set of true faces and the threshold of :func:`detector_threshold`.
+
+    ``sets``: per set, its scores, goal and limit; ``threshold``: the highest 0.01 step
+    keeping every set's goal; ``shipped``: the wrapper's ``DEFAULT_CONF_THRESHOLD``.
     """
 
     model: str
     target_recall: float
     iou: float
     floor: float
-    scores: np.ndarray
-    threshold: float | None
+    sets: list[DetectorSetResult]
+    threshold: float
     shipped: float
 
-    def recall(self, threshold: float) -> float:
-        """Recall at IoU ``iou`` of detections scoring >= ``threshold``."""
-        return float(np.sum(self.scores >= threshold) / len(self.scores)) if len(self.scores) else 0.0
+    def recall(self, threshold: float) -> dict[str, float]:
+        """Recall per set (by name) of detections scoring >= ``threshold``."""
+        return {s.name: s.recall(threshold) for s in self.sets}
+
+    def short_of_target(self) -> list[DetectorSetResult]:
+        """The sets that cannot reach the target recall at any threshold (their goal is lower)."""
+        return [s for s in self.sets if s.goal < self.target_recall - 1e-12]
+
+    def _recalls(self, threshold: float) -> str:
+        return ", ".join(f"{s.name} {s.recall(threshold):.3f} ({int(np.sum(s.scores >= threshold))}/"
+                         f"{len(s.scores)} {'faces' if s.kind == 'boxes' else 'photos'})" for s in self.sets)
 
     def source(self) -> str:
-        return (f"streamface calibrate: highest score threshold keeping recall >= {self.target_recall:g} at IoU "
-                f"{self.iou:g} ({self.recall(self.threshold or 0):.3f} on {len(self.scores)} true faces)")
+        """One line on where the value came from (stored with ``--write``, quoted by the wrappers)."""
+        short = "".join(f"; {s.name} cannot reach it (best {s.goal:.3f}, kept)" for s in self.short_of_target())
+        return (f"streamface calibrate: highest 0.01 step keeping recall >= {self.target_recall:g} on every set "
+                f"(IoU {self.iou:g} for boxes, best detection for photos){short}: {self._recalls(self.threshold)}")
 
     def summary(self) -> str:
-        found = int(np.sum(~np.isnan(self.scores)))
-        head = (f"{self.model}: {found} of {len(self.scores)} true faces found at IoU {self.iou:g} "
-                f"(score floor {self.floor:g})")
-        if self.threshold is None:
-            return (f"{head}; recall {found / max(1, len(self.scores)):.3f} < target {self.target_recall:g} "
-                    f"at any threshold")
-        return (f"{head}; threshold {self.threshold:g} keeps recall {self.recall(self.threshold):.3f} >= "
-                f"{self.target_recall:g} (shipped {self.shipped:g}: recall {self.recall(self.shipped):.3f})")
+        head = f"{self.model}: threshold {self.threshold:g} (target recall {self.target_recall:g}, score floor " \
+               f"{self.floor:g})"
+        lines = [head]
+        for s in self.sets:
+            unit = f"true faces at IoU {self.iou:g}" if s.kind == "boxes" else "photos"
+            note = ("" if s.goal >= self.target_recall - 1e-12 else
+                    f"; target not reachable: keeps the best reachable recall {s.goal:.3f}")
+            lines.append(f"  {s.name}: {s.found} of {len(s.scores)} {unit} found at the floor; limit {s.limit:g}; "
+                         f"recall {s.recall(self.threshold):.3f} at {self.threshold:g}{note}")
+        lines.append(f"  shipped {self.shipped:g}: {self._recalls(self.shipped)}")
+        return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"model": self.model, "target_recall": self.target_recall, "iou": self.iou, "floor": self.floor,
-                "true_faces": len(self.scores), "found": int(np.sum(~np.isnan(self.scores))),
-                "scores": [None if np.isnan(v) else float(v) for v in self.scores],
-                "threshold": self.threshold, "recall": None if self.threshold is None else self.recall(self.threshold),
+                "threshold": self.threshold, "recall": self.recall(self.threshold),
+                "sets": [{"name": s.name, "kind": s.kind, "true_faces": len(s.scores), "found": s.found,
+                          "goal": s.goal, "target_reached": s.goal >= self.target_recall - 1e-12,
+                          "limit": s.limit, "recall": s.recall(self.threshold),
+                          "scores": [None if np.isnan(v) else float(v) for v in s.scores]} for s in self.sets],
                 "shipped": self.shipped, "shipped_recall": self.recall(self.shipped), "source": self.source()}
 
 
-def calibrate_detector(detector, frames, boxes: dict[str, np.ndarray], *, target_recall: float = 0.95,
-                       iou: float = 0.5, floor: float = 0.05) -> DetectorCalibration:
-    """The score threshold of ``detector`` that keeps recall >= ``target_recall`` on true ``boxes``.
+def calibrate_detector(detector, truths, *, target_recall: float = 0.95, iou: float = 0.5,
+                       floor: float = 0.05) -> DetectorCalibration:
+    """The score threshold of ``detector`` keeping recall >= ``target_recall`` on every set of ``truths``.
 
     Parameters
     ----------
     detector : LetterboxDetector or MTCNN
         A loaded detector; it is re-prepared with ``conf_threshold=floor`` (its other options
         return to their defaults, as the stages run it).
-    frames : sequence of (str, ndarray)
-        Frame stem and RGB uint8 image (H, W, 3).
-    boxes : dict
-        Frame stem -> true boxes, shape (k, 4), (x, y, w, h).
+    truths : sequence of BoxTruth or PhotoTruth
+        The sets (names distinct): frames with true boxes (recall at IoU ``iou``, one to one),
+        identity-folder photos (found: the best detection scores >= the threshold).
     target_recall : float in (0, 1], default 0.95
     iou : float in (0, 1], default 0.5
     floor : float in [0, 1), default 0.05
@@ -531,36 +694,39 @@ def calibrate_detector(detector, frames, boxes: dict[str, np.ndarray], *, target
     Returns
     -------
     DetectorCalibration
-        ``threshold``: the ceil(target * n)-th highest matched score rounded down to 0.01 (the
-        detectors keep scores >= their threshold).
+        ``threshold`` by :func:`detector_threshold` (the module docstring states the rule).
 
     Raises
     ------
     ValueError
-        A parameter out of range, or no true box among ``frames``.
+        A parameter out of range, no set, duplicate names, or a set without true faces.
     """
-    for label, value, low, high in (("target_recall", target_recall, 0, 1), ("iou", iou, 0, 1)):
-        if not low < value <= high:
+    for label, value in (("target_recall", target_recall), ("iou", iou)):
+        if not 0 < value <= 1:
             raise ValueError(f"{label}: expected a number in (0, 1], got {value!r}")
     if not 0 <= floor < 1:
         raise ValueError(f"floor: expected a number in [0, 1), got {floor!r}")
-    truth = [(stem, rgb, boxes[stem]) for stem, rgb in frames if stem in boxes and len(boxes[stem])]
-    if not truth:
-        raise ValueError("detector calibration: no frame with true boxes")
+    truths = list(truths)
+    if not truths:
+        raise ValueError("detector calibration: no frame with true boxes and no identity photos")
+    names = [t.name for t in truths]
+    if len(set(names)) != len(names):
+        raise ValueError(f"detector calibration: sets need distinct names, got {names}")
+    for t in truths:
+        n = sum(len(v) for k, v in t.boxes.items() if k in {f for f, _ in t.frames}) if isinstance(t, BoxTruth) \
+            else len(t.paths)
+        if not n:
+            raise ValueError(f"detector calibration: {t.name} has no true face "
+                             f"({'no frame with true boxes' if isinstance(t, BoxTruth) else 'no photo'})")
     shipped = float(type(detector).DEFAULT_CONF_THRESHOLD)
     detector.prepare(conf_threshold=floor)  # every wrapper's prepare takes it; the rest: their defaults
-    matched = []
-    for stem, rgb, true_boxes in truth:
-        [found] = detector.detect([rgb])
-        matched.append(matched_scores(true_boxes, found.boxes, found.scores, iou))
-    scores = np.concatenate(matched)
-    need = math.ceil(target_recall * len(scores) - 1e-9)
-    ranked = np.sort(scores[~np.isnan(scores)])[::-1]
-    threshold = None
-    if len(ranked) >= need:
-        threshold = max(floor, math.floor(float(ranked[need - 1]) * 100 + 1e-9) / 100)
+    scores = [box_scores(detector, t, iou) if isinstance(t, BoxTruth) else photo_scores(detector, t)
+              for t in truths]
+    threshold, goals, limits = detector_threshold(scores, target_recall, floor)
+    sets = [DetectorSetResult(t.name, "boxes" if isinstance(t, BoxTruth) else "photos", s, g, lim)
+            for t, s, g, lim in zip(truths, scores, goals, limits)]
     return DetectorCalibration(getattr(detector.spec, "name", type(detector).__name__), float(target_recall),
-                               float(iou), float(floor), scores, threshold, shipped)
+                               float(iou), float(floor), sets, threshold, shipped)
 
 
 # ---- report ---------------------------------------------------------------------------------------------
@@ -604,12 +770,12 @@ def write_report(output, clustering: ClusteringCalibration | None, detectors=())
 
 
 def user_entries(clustering: ClusteringCalibration | None, detectors=()) -> dict[str, dict]:
-    """The values ``--write`` stores, ``{model: {key: value}}`` (detectors without a threshold left out)."""
+    """The values ``--write`` stores, ``{model: {key: value}}`` (detectors that found no face left out)."""
     out = {}
     if clustering is not None:
         out[clustering.model] = {**clustering.chosen, "metric": clustering.metric, "source": clustering.source()}
     for d in detectors:
-        if d.threshold is not None:
+        if d.threshold is not None and any(s.found for s in d.sets):  # found nothing: nothing to store
             out[d.model] = {"conf_threshold": d.threshold, "source": d.source()}
     return out
 
@@ -647,6 +813,35 @@ def _check_models(model: str, detectors) -> None:
             raise ModelError(f"--detector {name!r} is a {get_spec(name).role}, not a detector")
 
 
+def detector_truths(sources, *, stream: str | None = None, boxes=None) -> list:
+    """The detector sets of ``sources``: seed-layout folders and stores with ``boxes`` give
+    :class:`BoxTruth`, identity folders :class:`PhotoTruth` (each named by its folder or store
+    source, a repeated name suffixed ``#2``, ...)."""
+    from streamface.features import split_store_path
+
+    truths = []
+    for source in sources:
+        path, named = split_store_path(source)
+        is_store = named is not None or (Path(path) / "zarr.json").is_file()
+        if is_store:
+            if boxes is not None:
+                frames, true_boxes = store_frames(source, boxes, stream=stream)
+                truths.append(BoxTruth(source, frames, true_boxes))
+        elif is_seed_folder(path):
+            frames, true_boxes = seed_folder_frames(path)
+            truths.append(BoxTruth(Path(path).name, frames, true_boxes))
+        elif Path(path).is_dir() and any(p.is_dir() for p in Path(path).iterdir()):
+            photos = identity_photos(path)
+            if photos:
+                truths.append(PhotoTruth(Path(path).name, photos))
+    seen: dict[str, int] = {}
+    for t in truths:
+        seen[t.name] = seen.get(t.name, 0) + 1
+        if seen[t.name] > 1:
+            t.name = f"{t.name}#{seen[t.name]}"
+    return truths
+
+
 def run_calibration(sources, *, model: str | None = None, detectors=("yunet",), cuts=None, what: str = "both",
                     target_recall: float = 0.95, stream: str | None = None, annotations=None, boxes=None,
                     device: str = "auto", home=None) -> CalibrationRun:
@@ -655,11 +850,12 @@ def run_calibration(sources, *, model: str | None = None, detectors=("yunet",), 
     Parameters
     ----------
     sources : sequence of str
-        Labelled sets (see :func:`load_labelled_set`). Detector calibration uses those with
-        true boxes: seed-layout folders, and a store when ``boxes`` is given.
+        Labelled sets (see :func:`load_labelled_set`). Detector calibration uses
+        :func:`detector_truths`: seed-layout folders, a store when ``boxes`` is given, and
+        identity folders.
     model : str or None, default the default recognizer (SFace)
     detectors : sequence of str, default ("yunet",)
-        Calibrated on sources with true boxes; the first also finds identity folders' faces.
+        Calibrated on every detector set; the first also finds identity folders' faces for clustering.
     cuts : array-like or None, default ``cut_grid()``
     what : {"both", "clustering", "detector"}, default "both"
     target_recall : float, default 0.95
@@ -712,22 +908,15 @@ def run_calibration(sources, *, model: str | None = None, detectors=("yunet",), 
 
     results = []
     if what in ("both", "detector"):
-        truth = []
-        for source in sources:
-            path, named = split_store_path(source)
-            if named is None and is_seed_folder(path):
-                truth.append(seed_folder_frames(path))
-            elif boxes is not None and (named is not None or (Path(path) / "zarr.json").is_file()):
-                truth.append(store_frames(source, boxes, stream=stream))
-        if not truth:
+        truths = detector_truths(sources, stream=stream, boxes=boxes)
+        if not truths:
             if what == "detector":
-                raise ValueError("detector calibration needs frames with true boxes: a seed-layout folder "
-                                 "(frames/ + metadata/detections.csv) or a store with --boxes")
-            notes.append("no source with true boxes: detector thresholds not calibrated")
+                raise ValueError("detector calibration needs frames with true boxes (a seed-layout folder: "
+                                 "frames/ + metadata/detections.csv, or a store with --boxes) or identity folders "
+                                 "(<identity>/<images>, one face per photo)")
+            notes.append("no source with true boxes or identity photos: detector thresholds not calibrated")
         else:
-            frames = [f for part, _ in truth for f in part]
-            true_boxes = {k: v for _, b in truth for k, v in b.items()}
             for name in detectors:
                 detector = load_detector(name, device=device, home=home)
-                results.append(calibrate_detector(detector, frames, true_boxes, target_recall=target_recall))
+                results.append(calibrate_detector(detector, truths, target_recall=target_recall))
     return CalibrationRun(clustering, results, notes)

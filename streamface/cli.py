@@ -922,13 +922,14 @@ def index_query(location, face_id, image, stream, k, faces) -> None:
 @click.argument("sources", nargs=-1, required=True)
 @click.option("--model", default="sface", help="Recognizer whose clustering thresholds are calibrated.")
 @click.option("--detector", "detectors", multiple=True, default=("yunet",),
-              help="Detector(s) calibrated on sources with true boxes (repeatable); the first finds the faces "
-                   "of identity folders.")
+              help="Detector(s) calibrated on sources with true boxes and identity folders (repeatable); the "
+                   "first finds the faces of identity folders for clustering.")
 @click.option("--what", type=click.Choice(["both", "clustering", "detector"]), default="both",
               help="What to calibrate.")
 @click.option("--cuts", default="0.3:0.7:0.025", help="Linkage cuts swept, start:stop:step (cosine distance).")
 @click.option("--target-recall", type=click.FloatRange(0, 1, min_open=True), default=0.95,
-              help="Detector threshold: the highest keeping this recall at IoU 0.5.")
+              help="Detector threshold: the highest 0.01 step keeping this recall on every source (true boxes "
+                   "at IoU 0.5; identity photos: one face each), or a source's best reachable recall.")
 @click.option("--stream", default=None, help="Stream of a store given without '::<stream>'.")
 @click.option("--annotations", type=click.Path(exists=True, dir_okay=False), default=None,
               help="Reviewed labels of a store source [default: <store folder>/metadata/annotations_manual.json].")

@@ -24,10 +24,14 @@ METHODS = {"hac": batched_hac, "knn": knn_hac}
 
 
 def embed_photos(yunet, sface, paths):
-    """Detect the most confident face of each photo (padded by half its size) and embed it aligned."""
+    """Detect the most confident face of each photo (padded by half its size) and embed it aligned.
+
+    Returns the embeddings of the photos with a face and which photos had one: at YuNet's
+    calibrated threshold (0.86) one ORL photo of 400 has none (it scores 0.856).
+    """
     from PIL import Image
 
-    out = []
+    out, found_any = [], []
     for path in paths:
         with Image.open(path) as im:
             img = np.asarray(im.convert("RGB"))
@@ -35,10 +39,11 @@ def embed_photos(yunet, sface, paths):
         pad = np.zeros((2 * h, 2 * w, 3), np.uint8)
         pad[h // 2:h // 2 + h, w // 2:w // 2 + w] = img
         [found] = yunet.detect([pad])
-        assert len(found.scores), f"no face found in {path}"
-        k = int(np.argmax(found.scores))
-        out.append(sface.embed(pad, found.landmarks[k:k + 1])[0])
-    return np.array(out)
+        found_any.append(len(found.scores) > 0)
+        if found_any[-1]:
+            k = int(np.argmax(found.scores))
+            out.append(sface.embed(pad, found.landmarks[k:k + 1])[0])
+    return np.array(out), np.array(found_any)
 
 
 def identity_set(shared_data, yunet, sface, subset, pattern, people, per_person):
@@ -50,7 +55,10 @@ def identity_set(shared_data, yunet, sface, subset, pattern, people, per_person)
         for path in sorted(person.glob(pattern))[:per_person]:
             paths.append(path)
             labels.append(k)
-    return embed_photos(yunet, sface, paths), np.array(labels)
+    embeddings, found = embed_photos(yunet, sface, paths)
+    missed = [str(p) for p, f in zip(paths, found) if not f]
+    assert len(missed) <= max(1, len(paths) // 100), f"no face found in {missed}"
+    return embeddings, np.array(labels)[found]
 
 
 @pytest.fixture(scope="module")

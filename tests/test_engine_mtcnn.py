@@ -187,9 +187,9 @@ def test_square_keeps_the_centre():
 
 
 def test_mtcnn_recall_on_the_seed_faces(mtcnn, skynews_frames, seed_faces):
-    """The seed's 37 faces at IoU >= 0.5 with MTCNN's calibrated default threshold (0.95):
-    34/37 measured; the two it never finds are a profile cut by the frame edge and a
-    face whose box MTCNN splits."""
+    """The seed's 37 faces at IoU >= 0.5 with MTCNN's calibrated default threshold (0.76,
+    ``streamface calibrate``: all it can find on skynews): 35/37 measured; the two it never
+    finds are a profile cut by the frame edge and a face whose box MTCNN splits."""
     frames = dict(skynews_frames)
     stems = sorted({f["frame"] for f in seed_faces})
     found = dict(zip(stems, mtcnn.detect([frames[s] for s in stems])))
@@ -197,7 +197,7 @@ def test_mtcnn_recall_on_the_seed_faces(mtcnn, skynews_frames, seed_faces):
                     box_iou(f["box"][None], found[f["frame"]].boxes).max() >= 0.5)
                for f in seed_faces)
     assert len(seed_faces) == 37
-    assert hits >= 33, f"recall {hits}/37"
+    assert hits >= 35, f"recall {hits}/37"
 
 
 def test_detections_are_typed_sorted_and_in_frame_pixels(mtcnn, skynews_frames):

@@ -50,7 +50,11 @@ def defaults_table(specs: Sequence[ModelSpec], home=None) -> str:
     """
     from streamface.engine.model_zoo import DETECTORS
     from streamface.engine.models.calibration_file import calibration_path, read_calibration
-    from streamface.engine.models.registry import SEED_CLUSTERING
+    from streamface.engine.models.registry import (
+        CALIBRATED_DETECTORS,
+        DETECTOR_CALIBRATION_SOURCE,
+        SEED_CLUSTERING,
+    )
 
     user = read_calibration(home)
     lines = [("NAME", "DEFAULTS", "FROM")]
@@ -76,4 +80,7 @@ def defaults_table(specs: Sequence[ModelSpec], home=None) -> str:
             f"user values: none ({calibration_path(home)}; `streamface calibrate --write`)")
     sources = "; ".join(f"{s.name}: {s.clustering.source}" for s in specs
                         if s.role == "recognizer" and s.clustering is not None and s.clustering is not SEED_CLUSTERING)
+    calibrated = [s.name for s in specs if s.name in CALIBRATED_DETECTORS]
+    if calibrated:
+        sources = "; ".join(filter(None, (sources, f"{', '.join(calibrated)}: {DETECTOR_CALIBRATION_SOURCE}")))
     return f"{table}\n{note}" + (f"\nshipped values measured by {sources}" if sources else "")

@@ -25,15 +25,20 @@ R-Net and O-Net run once per call on the candidates of every frame together. On 
 8 skynews frames the package's own code (run outside the project, OpenCV resizes) and ours
 found the same 19 faces; 16 of them with IoU >= 0.9, scores within 0.03 but one.
 
-Default score threshold (``conf_threshold``, registry entry ``mtcnn``): 0.95, chosen on
-the public skynews frames (24 frames, the seed's 37 faces): with the cascade alone (O-Net
-score > 0.7) MTCNN finds 35 of the 37 at IoU >= 0.5, 34 of them scoring 0.973-1.0 and one
-0.77; the 21 detections that match no seed face score 0.72-1.0. Looked at, 8 of the 11
-under 0.95 are not real faces (clouds, fabric, sparkles, a bag, printed faces on posters)
-and 9 of the 10 above are faces the seed did not keep (one is a decoration). 0.95 is the
-round threshold under the seed faces' 0.973 that drops the low group: recall 34/37 (0.92),
-the same as at the seed's own ``conf_threshold=0.95``. Missed at any threshold: a profile
-cut by the left frame edge, and a face whose nearest MTCNN box overlaps it at IoU 0.05.
+Default score threshold (``conf_threshold``, registry entry ``mtcnn``): 0.76, the output of
+``streamface calibrate ../shared/data/skynews ../shared/data/identities/johns
+../shared/data/identities/orl --what detector --detector mtcnn`` (the rule of
+:func:`streamface.calibration.detector_threshold`, target recall 0.95). On skynews (24
+frames, the seed's 37 faces) the cascade alone (O-Net score > 0.7) finds 35 of the 37 at
+IoU >= 0.5, 34 of them scoring 0.973-1.0 and one 0.769: the target is out of reach there, so
+that set keeps its best reachable recall 35/37 (0.946), which limits the threshold to 0.76;
+johns keeps 55/55 photos and orl 399/400 (one photo has no face at any threshold).
+Missed on skynews at any threshold: a profile cut by the left frame edge, and a face whose
+nearest MTCNN box overlaps it at IoU 0.05. The price is precision: on the 24 skynews
+frames 0.76 keeps 50 detections, 15 matching no seed face (the previous hand-picked 0.95:
+43 and 9, at recall 34/37); looked at earlier, 8 of the 11 unmatched detections scoring
+0.72-0.95 are not real faces (clouds, fabric, sparkles, a bag, printed faces on posters).
+Pass ``conf_threshold=0.95`` for that precision-first setting.
 """
 
 from __future__ import annotations
@@ -156,7 +161,7 @@ class MTCNN:
 
         Parameters
         ----------
-        conf_threshold : float or None, default 0.95 (registry, calibrated on skynews)
+        conf_threshold : float or None, default 0.76 (registry, ``streamface calibrate`` on the public data)
             Keep faces whose O-Net score is at least this.
         min_face_size : int or None, default 20
             Smallest face side in frame pixels (sets the pyramid's first scale).

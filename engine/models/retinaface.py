@@ -24,9 +24,13 @@ class RetinaFace(LetterboxDetector):
     spec : ModelSpec, default the registry's ``retinaface``
     """
 
-    #: ``streamface calibrate --detector retinaface`` on skynews at the default target
-    #: recall 0.95 (IoU 0.5, the seed's 37 faces, 640 px input on 1080p frames). The
-    #: seed's 0.95 (set for full-resolution input) keeps 35 of 37 here.
+    #: Calibrated: the output of ``streamface calibrate ../shared/data/skynews
+    #: ../shared/data/identities/johns ../shared/data/identities/orl --what detector
+    #: --detector retinaface`` (target recall 0.95, the rule of
+    #: :func:`streamface.calibration.detector_threshold`; 640 px input on 1080p frames).
+    #: Recall at 0.93: skynews 36/37 seed faces (IoU 0.5; the limiting set), johns 55/55
+    #: photos, orl 400/400 photos. The seed's 0.95 (set for full-resolution input) keeps 35
+    #: of 37 here.
     DEFAULT_CONF_THRESHOLD = 0.93
     DEFAULT_NMS_THRESHOLD = 0.4
     default_spec = "retinaface"
