@@ -531,7 +531,7 @@ def _extraction_options(func):
                      default=None, help="Face detector [default: yunet]."),
         click.option("--conf-threshold", type=click.FloatRange(0, 1), default=None,
                      help="Keep faces scoring above this [default: your calibration, else the detector's own, "
-                          "YuNet 0.8; see `streamface models list`]."),
+                          "YuNet 0.86; see `streamface models list`]."),
         click.option("--size-threshold", type=click.FloatRange(min=0), default=0.005,
                      help="Keep faces whose box covers more than this fraction of the frame."),
         click.option("--face-blur-threshold", type=click.FloatRange(min=0), default=25.0,

@@ -210,7 +210,7 @@ class FaceExtraction:
         Frames per detection batch (and per commit).
     conf_threshold : float or None, default None
         Keep faces scoring above this; None uses the detector's own threshold
-        (YuNet 0.8; the seed's 0.95 was on RetinaFace's scale).
+        (YuNet 0.86; the seed's 0.95 was on RetinaFace's scale).
     size_threshold, blur_threshold, match_thresholds, face_size, aligned_size, padding, margin
         The seed's meaning and defaults.
     resume : bool, default True
