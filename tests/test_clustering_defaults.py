@@ -249,6 +249,30 @@ def test_skynews_end_to_end_with_default_thresholds_beats_the_seed(analysed_skyn
     assert scores["BCubed"][2] >= seed_scores["BCubed"][2] and scores["Pairwise"][2] >= seed_scores["Pairwise"][2]
 
 
+def test_skynews_through_the_cli_with_default_thresholds_beats_the_seed(extracted, skynews, seed_scores,  # noqa: F811
+                                                                       tmp_path):
+    """The same through `streamface analyze` and `streamface cluster`, no threshold passed."""
+    import shutil
+    from types import SimpleNamespace
+
+    from streamface.store import FaceStore
+    from streamface.stream_capture import store_path
+
+    out = tmp_path / "data"
+    shutil.copytree(extracted[0], out)
+    store = store_path(out)
+    analyzed = CliRunner().invoke(cli, ["analyze", str(store)])
+    assert analyzed.exit_code == 0, analyzed.output
+    clustered = CliRunner().invoke(cli, ["cluster", f"{store}::skynews", "--output-dir", str(tmp_path / "clusters")])
+    assert clustered.exit_code == 0, clustered.output
+    annotations = read_annotations(tmp_path / "clusters" / "metadata" / "annotations.json")
+    result = SimpleNamespace(names=annotations.names, labels=annotations.labels)
+    stream = FaceStore.open(store).stream("skynews")
+    scores, matched = _scores_on_seed_faces(result, stream, skynews, tmp_path)
+    assert matched >= 36
+    assert scores["BCubed"][2] >= 0.958 and scores["Pairwise"][2] >= 0.893
+
+
 # ---- end to end on skynews with RetinaFace ---------------------------------------------------------
 
 #: The user's model cache, read at import (before a fixture points STREAMFACE_HOME at a test cache).
