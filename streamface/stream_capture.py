@@ -20,13 +20,14 @@ import io
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from streamface.engine.decode import VideoDecoder
+from streamface.engine.decode import DecodedFrame, VideoDecoder
+from streamface.engine.read_ahead import ReadAhead
 from streamface.keyframes import Candidate, KeyframeSelector
 from streamface.store import FaceStore, FrameRecords, validate_stream_name
 
@@ -219,16 +220,22 @@ class StreamCapture:
             append = on_keyframes or self._append
             pending: list[Candidate] = []
             try:
-                for frame in decoder:
-                    pending += selector.offer(frame, frame.rgb())
-                    if decoder.stats.yielded % self.batch_size == 0 and pending:
-                        append(writer, pending)
-                        pending = []
-                    if on_frame is not None:
-                        on_frame(decoder.stats, selector.counts)
-                    if self.log_interval and decoder.stats.yielded % self.log_interval == 0:
-                        log.info("%s: %d frames, %d keyframes", self.name, decoder.stats.yielded,
-                                 selector.counts.kept)
+                # Decoding and the RGB conversion run a few frames ahead of the selection;
+                # the counts are of the frames selected (those decoded ahead when a stop
+                # comes are decoded again by the next run, which starts after the last
+                # stored frame).
+                with ReadAhead(decoder, prepare=DecodedFrame.rgb, name=f"decode-{self.name}") as frames:
+                    for seen, (frame, rgb) in enumerate(frames, 1):
+                        pending += selector.offer(frame, rgb)
+                        if seen % self.batch_size == 0 and pending:
+                            append(writer, pending)
+                            pending = []
+                        if on_frame is not None:
+                            on_frame(replace(decoder.stats, yielded=seen), selector.counts)
+                        if self.log_interval and seen % self.log_interval == 0:
+                            log.info("%s: %d frames, %d keyframes", self.name, seen, selector.counts.kept)
+                        if self.stop_event.is_set():
+                            break  # not the frames already decoded ahead
                 pending += selector.finish()
                 if pending:
                     append(writer, pending)
@@ -237,7 +244,7 @@ class StreamCapture:
                 if on_end is not None:
                     on_end(writer)
         c = selector.counts
-        return CaptureSummary(self.name, str(store.location), decoder.stats.yielded, c.kept, c.empty,
+        return CaptureSummary(self.name, str(store.location), c.seen, c.kept, c.empty,
                               c.blurred, c.similar - c.replaced, c.replaced,
                               decoder.stats.reconnects, time.monotonic() - started)
 
