@@ -741,8 +741,9 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
 @metrics_options
 @ray_option
 @click.option("--ray-groups", type=click.IntRange(min=1), default=None,
-              help="With --ray: actors to spread the streams over, each batching its streams "
-                   "[default: one per Ray node].")
+              help="With --ray: inference actors, each batching the kept frames of the streams "
+                   "placed on it (every stream has its own decoder actor on the same node) "
+                   "[default: one per GPU, one per node without GPUs].")
 def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, log_config, metrics_address,
            ray_address, ray_groups, **o) -> None:
     """Capture, extract and analyze faces of several streams into STORE in one process.
@@ -751,7 +752,8 @@ def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, l
     [default: 8]) with the kept frames of all streams, the models loaded once, one
     store group per stream. A failing stream never stops the others; exit status 1
     when any stream failed. Ctrl-C commits what was processed; running again
-    continues every stream after its last stored frame.
+    continues every stream after its last stored frame. With --ray, each stream's
+    decoder is a Ray actor beside the inference actor that batches its node's streams.
     """
     from streamface.monitoring import Monitoring
     from streamface.pipeline import stop_on_signals

@@ -27,6 +27,10 @@ frame and counts it (falling behind a live source would only delay everything af
 :meth:`Ingest.stop` (SIGINT/SIGTERM) ends every decoder after its current frame; what
 was decoded is still detected and committed. Running again continues every stream
 after its last stored frame, as ``streamface run`` does.
+
+With ``decode=False`` the decoders run elsewhere (``streamface ingest --ray``: one
+decoder actor per stream): they hand their kept frames in with :meth:`Ingest.offer`
+and end with :meth:`Ingest.end_stream`; batching, inference and commits are the same.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ from streamface.stream_capture import frame_records
 __all__ = ["Ingest", "IngestSummary", "StreamCounters"]
 
 log = logging.getLogger(__name__)
+
+_STORE_CREATION_WAIT_S = 10.0  # how long a store another process is creating may take to be whole
 
 
 @dataclass
@@ -169,6 +175,11 @@ class _StreamWork:
         self.staged = None
         self.staged_at = 0.0
         self.thread: threading.Thread | None = None
+        # Capture time of the last frame stored or accepted: frames at or before it are
+        # not taken again (a decoder that resumes after a restart may send one twice).
+        self.last_time_us: int | None = None
+        self.ended = False
+        self.lock = threading.Lock()
 
     def fail(self, exc: BaseException | str) -> None:
         if self.counters.error is None:
@@ -220,13 +231,18 @@ class Ingest:
     on_batch : callable, optional
         ``on_batch(stage, size, seconds)`` after each model call of the inference
         worker (``stage`` "detection": frames; "embedding": faces), for monitoring.
+    decode : bool, default True
+        Decode every stream on a thread of this process. False: the kept frames come
+        from decoders elsewhere through :meth:`open_stream`, :meth:`offer` and
+        :meth:`end_stream`, and :meth:`call` runs until every stream has ended.
     """
 
     def __init__(self, captures, extraction, analysis=None, *, store, batch_frames: int = 8,
                  max_wait: float = 0.05, in_flight: int | None = None, commit_jobs: int = 2,
                  commit_wait: float = 1.0,
                  max_reconnects: int | None = None,
-                 max_reconnects_by_stream: dict | None = None, rotation=None, on_batch=None) -> None:
+                 max_reconnects_by_stream: dict | None = None, rotation=None, on_batch=None,
+                 decode: bool = True) -> None:
         self.captures = list(captures)
         self.extraction = extraction
         self.analysis = analysis
@@ -240,7 +256,10 @@ class Ingest:
         self.max_reconnects_by_stream = dict(max_reconnects_by_stream or {})
         self.rotation = rotation
         self.on_batch = on_batch
+        self.decode = decode
         self._stopping = threading.Event()
+        self._opening = threading.Lock()
+        self._opened = False
         self._works: list[_StreamWork] = []
 
     # ---- parameters -----------------------------------------------------------------------------
@@ -268,7 +287,11 @@ class Ingest:
     # ---- control --------------------------------------------------------------------------------
 
     def stop(self) -> None:
-        """End every stream after its current frame; what was decoded is committed."""
+        """End every stream after its current frame; what was decoded is committed.
+
+        With ``decode=False`` the decoders elsewhere are stopped by their owner; this only
+        commits the frames that wait, without waiting for more of them.
+        """
         self._stopping.set()
         for work in self._works:
             work.stop_event.set()
@@ -305,29 +328,11 @@ class Ingest:
         -------
         IngestSummary
         """
-        self._validate()
-        loading = time.monotonic()
-        template = self.extraction.make_extractor()
-        self._detector = template.detector
-        self._analyzer = self.analysis.make_analyzer() if self.analysis is not None else None
-        started = self._started = time.monotonic()
-        in_flight = self.in_flight or self.batch_frames
-        self._works = [_StreamWork(c, self.max_reconnects_by_stream.get(c.name, self.max_reconnects),
-                                   in_flight) for c in self.captures]
-        for work in self._works:
-            work.extractor = copy.copy(template)
-            work.extractor.previous, work.extractor.summary = [], ExtractionSummary(store="")
-            if self._stopping.is_set():
-                work.stop_event.set()
-        self._store_lock = threading.Lock()
-        self._stores: dict = {}
-        self._queue: queue.Queue = queue.Queue()
-        self._fatal: BaseException | None = None
-        self._catch_up()
-
+        self.open()
+        started, loading = self._started, self._loading
         worker = threading.Thread(target=self._infer, name="ingest-inference", daemon=True)
         worker.start()
-        for work in self._works:
+        for work in self._works if self.decode else []:
             work.thread = threading.Thread(target=self._decode, args=(work,),
                                            name=f"ingest-decode-{work.capture.name}", daemon=True)
             work.thread.start()
@@ -338,8 +343,9 @@ class Ingest:
             if on_progress is not None and time.monotonic() - last >= progress_interval:
                 on_progress(self.counters)
                 last = time.monotonic()
-        for work in self._works:
+        for work in self._works if self.decode else []:
             work.thread.join()
+        self._opened = False  # another call starts afresh
         if on_progress is not None:
             on_progress(self.counters)
         if self._fatal is not None:
@@ -350,6 +356,117 @@ class Ingest:
             summary.warnings = list(self._analyzer.summary.warnings)
         return summary
 
+    def open(self) -> None:
+        """Check the parameters, load the models and get every stream ready (once; :meth:`call`
+        does it when not done yet). With ``decode=False``, open before the first :meth:`offer`."""
+        with self._opening:
+            if self._opened:
+                return
+            self._validate()
+            self._loading = time.monotonic()
+            template = self.extraction.make_extractor()
+            self._detector = template.detector
+            self._analyzer = self.analysis.make_analyzer() if self.analysis is not None else None
+            self._started = time.monotonic()
+            in_flight = self.in_flight or self.batch_frames
+            works = [_StreamWork(c, self.max_reconnects_by_stream.get(c.name, self.max_reconnects),
+                                 in_flight) for c in self.captures]
+            for work in works:
+                work.extractor = copy.copy(template)
+                work.extractor.previous, work.extractor.summary = [], ExtractionSummary(store="")
+                if self._stopping.is_set():
+                    work.stop_event.set()
+            self._works = works
+            self._store_lock = threading.Lock()
+            self._stores: dict = {}
+            self._queue: queue.Queue = queue.Queue()
+            self._fatal: BaseException | None = None
+            self._catch_up()
+            self._opened = True
+
+    # ---- kept frames decoded elsewhere (decode=False) -------------------------------------------
+
+    def open_stream(self, name: str, live: bool) -> int | None:
+        """Open stream ``name``'s group (once) for a decoder elsewhere that has opened its source.
+
+        Returns
+        -------
+        int or None
+            The capture time (µs) the decoder should continue after: the last frame
+            stored or accepted (None: start at the beginning). Store errors are raised
+            (and end the stream).
+        """
+        work = self._work(name)
+        with work.lock:
+            if work.commits is None and work.counters.error is None and not work.ended:
+                try:
+                    self._open_stream(work, live)
+                except Exception as exc:
+                    work.fail(exc)
+                    raise
+            return work.last_time_us
+
+    def offer(self, name: str, candidate: Candidate, wait: float = 0.0) -> str:
+        """Hand a kept frame of stream ``name`` (opened with :meth:`open_stream`) to the batcher.
+
+        Parameters
+        ----------
+        candidate : Candidate
+            Its ``item`` has ``time_us``, ``pts``, ``index`` and ``decoded_at``
+            (``time.monotonic()`` of this process); ``rgb`` is (H, W, 3) uint8.
+        wait : float, default 0
+            Seconds to wait for one of the stream's ``in_flight`` slots.
+
+        Returns
+        -------
+        str
+            "kept"; "full": no slot freed within ``wait`` (a live stream drops the
+            frame, a file offers it again); "stale": not after the last frame stored
+            or accepted (sent twice), ignored; "ended": the stream failed or ended, or
+            inference failed: send no more.
+        """
+        work = self._work(name)
+        time_us = candidate.item.time_us
+        if work.commits is None and not self._stream_over(work):
+            raise RuntimeError(f"stream {name!r}: open_stream before offer")
+        with work.lock:
+            if self._stream_over(work):
+                return "ended"
+            if work.last_time_us is not None and time_us <= work.last_time_us:
+                return "stale"
+        if not (work.slots.acquire(timeout=wait) if wait > 0 else work.slots.acquire(blocking=False)):
+            return "full"
+        with work.lock:  # again: another offer of the same frame may have won meanwhile
+            over = self._stream_over(work)
+            if over or (work.last_time_us is not None and time_us <= work.last_time_us):
+                work.slots.release()
+                return "ended" if over else "stale"
+            work.last_time_us = time_us
+            self._queue.put(_Kept(work, candidate))
+        return "kept"
+
+    def end_stream(self, name: str) -> None:
+        """No more frames of stream ``name``: commit what it holds and close it (repeating is harmless)."""
+        self._end(self._work(name))
+
+    def _work(self, name: str) -> _StreamWork:
+        if not self._opened:
+            raise RuntimeError("Ingest: open() before handing in frames")
+        for work in self._works:
+            if work.capture.name == name:
+                return work
+        raise KeyError(f"stream {name!r} is not one of this ingest's streams")
+
+    def _stream_over(self, work: _StreamWork) -> bool:
+        return work.ended or work.commits_failed or work.counters.error is not None or self._fatal is not None
+
+    def _end(self, work: _StreamWork) -> None:
+        with work.lock:
+            if work.ended:
+                return
+            work.ended = True
+        self._queue.put(_End(work))
+
     # ---- store ----------------------------------------------------------------------------------
 
     def _location(self) -> str:
@@ -357,11 +474,25 @@ class Ingest:
         return self.rotation.location() if self.rotation is not None else str(self.store)
 
     def _open_store(self, location: str):
-        from streamface.store import FaceStore
+        from streamface.store import FaceStore, StoreError, StoreExistsError
 
         with self._store_lock:
             if location not in self._stores:
-                self._stores[location] = FaceStore.open(location, mode="a")
+                try:
+                    self._stores[location] = FaceStore.open(location, mode="a")
+                except StoreExistsError as exc:
+                    # Another process (an inference actor of ``ingest --ray``) is creating the
+                    # store this instant: open it once its root metadata is whole, else report
+                    # the first error.
+                    deadline = time.monotonic() + _STORE_CREATION_WAIT_S
+                    while True:
+                        try:
+                            self._stores[location] = FaceStore.open(location, mode="r+")
+                            break
+                        except StoreError:
+                            if time.monotonic() >= deadline:
+                                raise exc from None
+                            time.sleep(0.05)
             return self._stores[location]
 
     def _open_writer(self, work: _StreamWork):
@@ -448,16 +579,7 @@ class Ingest:
                                    reconnect_interval=c.reconnect_interval,
                                    max_reconnects=work.max_reconnects, threads=c.threads,
                                    stop_event=work.stop_event)
-            work.live = decoder.live
-            writer = self._open_writer(work)
-            # From here the queue owns the writer (and closes it when the stream ends); it
-            # has no job yet, so reading the writer here does not race with it.
-            work.commits = CommitQueue(writer, max_jobs=self.commit_jobs, name=f"ingest-commits-{c.name}")
-            work.next_row = writer.num_faces
-            span = writer.capture_time_span() or self._previous_period_span(c.name)
-            decoder.after_time_us = span[1] if span else None
-            if writer.num_frames and writer.has_images:
-                work.extractor.previous = _restore_previous(writer, writer.num_frames)
+            decoder.after_time_us = self._open_stream(work, decoder.live)
             selector = KeyframeSelector(c.empty_threshold, c.blur_threshold, c.similarity_threshold,
                                         prefer_sharper=c.prefer_sharper, threads=c.kernel_threads)
             for frame in decoder:
@@ -476,7 +598,22 @@ class Ingest:
             if selector is not None and self._fatal is None:
                 for kept in selector.finish():  # the frame held back for a sharper twin
                     self._send(work, kept)
-            self._queue.put(_End(work))
+            self._end(work)
+
+    def _open_stream(self, work: _StreamWork, live: bool) -> int | None:
+        """Open the stream's group; the capture time its frames must come after (None: any)."""
+        work.live = live
+        writer = self._open_writer(work)
+        # From here the queue owns the writer (and closes it when the stream ends); it
+        # has no job yet, so reading the writer here does not race with it.
+        work.commits = CommitQueue(writer, max_jobs=self.commit_jobs,
+                                   name=f"ingest-commits-{work.capture.name}")
+        work.next_row = writer.num_faces
+        span = writer.capture_time_span() or self._previous_period_span(work.capture.name)
+        if writer.num_frames and writer.has_images:
+            work.extractor.previous = _restore_previous(writer, writer.num_frames)
+        work.last_time_us = span[1] if span else None
+        return work.last_time_us
 
     def _send(self, work: _StreamWork, kept: Candidate) -> None:
         """Hand a kept frame to the batcher, within the stream's ``in_flight`` slots."""
