@@ -445,6 +445,9 @@ def analyse_stream(index: int, s: LiveStream, store, reference: Reference, fault
     }
 
 
+_MEMORY_WINDOW_S = 600.0
+
+
 def memory_trend(samples: list, duration_s: float) -> dict:
     """RSS summary and the MB/hour slope over the run's second half (last process only)."""
     if not samples:
@@ -460,6 +463,17 @@ def memory_trend(samples: list, duration_s: float) -> dict:
         out.update(second_half_slope_mb_per_hour=round(float(slope), 1),
                    second_half_min_mb=round(float(rss.min()) / 2**20, 1),
                    second_half_max_mb=round(float(rss.max()) / 2**20, 1))
+        # The allocator grows RSS in steps and sometimes gives memory back, so a least-squares
+        # line over raw samples follows one step or one dip; the median of each window and the
+        # Theil-Sen slope between windows say whether there is a trend.
+        window = _MEMORY_WINDOW_S
+        medians = [(float(np.median(t[(t >= a) & (t < a + window)])), float(np.median(rss[(t >= a) & (t < a + window)])))
+                   for a in np.arange(t[0], t[-1], window) if np.count_nonzero((t >= a) & (t < a + window)) >= 3]
+        out["second_half_window_s"] = window
+        out["second_half_window_medians_mb"] = [round(m / 2**20, 1) for _, m in medians]
+        if len(medians) >= 2:
+            pairs = [(m2 - m1) / (t2 - t1) for i, (t1, m1) in enumerate(medians) for t2, m2 in medians[i + 1:]]
+            out["second_half_theil_sen_mb_per_hour"] = round(float(np.median(pairs)) * 3600 / 2**20, 1)
     return out
 
 
@@ -523,7 +537,9 @@ def print_table(result: dict) -> None:
               f"{s['duplicates_pts'] + s['duplicates_time']:4d} {gaps:>34}  {rec}")
     m = result["memory"]
     print(f"memory: {m.get('first_mb')} -> {m.get('last_mb')} MB (max {m.get('max_mb')}); second-half slope "
-          f"{m.get('second_half_slope_mb_per_hour', 'n/a')} MB/h over {m.get('second_half_samples')} samples")
+          f"{m.get('second_half_slope_mb_per_hour', 'n/a')} MB/h over {m.get('second_half_samples')} samples; "
+          f"Theil-Sen over {m.get('second_half_window_s', 0):g} s medians "
+          f"{m.get('second_half_theil_sen_mb_per_hour', 'n/a')} MB/h ({m.get('second_half_window_medians_mb')})")
     for r in result["ingest_runs"]:
         counters = ", ".join(f"{k}: {v['dropped']} dropped, {v['reconnects']} reconnects"
                              for k, v in r["counters"].items()) or "no summary (killed)"
