@@ -45,10 +45,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from streamface.commit_queue import CommitQueue
-from streamface.engine.decode import VideoDecoder
 from streamface.face_analysis import first_unanalysed
 from streamface.face_extraction import ExtractionSummary, _restore_previous
-from streamface.keyframes import Candidate, KeyframeSelector
+from streamface.keyframes import Candidate
 from streamface.store import FaceRecords
 from streamface.stream_capture import frame_records
 
@@ -574,14 +573,9 @@ class Ingest:
         decoder = selector = None
         try:
             # The source is opened first, so a bad source leaves no stream group behind.
-            decoder = VideoDecoder(c.url, keyframes_only=c.keyframes_only, sample_fps=c.sample_fps,
-                                   max_frames=c.max_frames, duration=c.duration,
-                                   reconnect_interval=c.reconnect_interval,
-                                   max_reconnects=work.max_reconnects, threads=c.threads,
-                                   stop_event=work.stop_event)
+            decoder = c.open_decoder(max_reconnects=work.max_reconnects, stop_event=work.stop_event)
             decoder.after_time_us = self._open_stream(work, decoder.live)
-            selector = KeyframeSelector(c.empty_threshold, c.blur_threshold, c.similarity_threshold,
-                                        prefer_sharper=c.prefer_sharper, threads=c.kernel_threads)
+            selector = c.make_selector()
             for frame in decoder:
                 timed = _Timed(frame.time_us, frame.pts, frame.index, time.monotonic())
                 for kept in selector.offer(timed, frame.rgb()):

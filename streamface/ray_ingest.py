@@ -201,23 +201,15 @@ class _StreamDecoder:
     def run(self) -> tuple[str, StreamCounters]:
         import ray
 
-        from streamface.engine.decode import VideoDecoder
-        from streamface.keyframes import KeyframeSelector
-
         c, counters = self.capture, self.counters
         started = time.monotonic()
         decoder = selector = None
         try:
             try:
-                decoder = VideoDecoder(c.url, keyframes_only=c.keyframes_only, sample_fps=c.sample_fps,
-                                       max_frames=c.max_frames, duration=c.duration,
-                                       reconnect_interval=c.reconnect_interval,
-                                       max_reconnects=self.max_reconnects, threads=c.threads,
-                                       stop_event=self.stop_event)
+                decoder = c.open_decoder(max_reconnects=self.max_reconnects, stop_event=self.stop_event)
                 # The source is opened first, so a bad source leaves no stream group behind.
                 decoder.after_time_us = ray.get(self.inference.open_stream.remote(c.name, decoder.live))
-                selector = KeyframeSelector(c.empty_threshold, c.blur_threshold, c.similarity_threshold,
-                                            prefer_sharper=c.prefer_sharper, threads=c.kernel_threads)
+                selector = c.make_selector()
                 for frame in decoder:
                     timed = _Timed(frame.time_us, frame.pts, frame.index, time.time())
                     for kept in selector.offer(timed, frame.rgb()):

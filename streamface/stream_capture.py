@@ -179,6 +179,23 @@ class StreamCapture:
         """End the capture after the current frame (safe from a signal handler or thread)."""
         self.stop_event.set()
 
+    def open_decoder(self, *, max_reconnects: int | None = None, stop_event=None) -> VideoDecoder:
+        """Open the source with this capture's decoding options (sampling, bounds, reconnects).
+
+        ``stop_event`` defaults to the capture's own (set by :meth:`stop`); ``max_reconnects``
+        None reconnects a live source for as long as it runs.
+        """
+        return VideoDecoder(self.url, keyframes_only=self.keyframes_only, sample_fps=self.sample_fps,
+                            max_frames=self.max_frames, duration=self.duration,
+                            reconnect_interval=self.reconnect_interval, max_reconnects=max_reconnects,
+                            threads=self.threads,
+                            stop_event=self.stop_event if stop_event is None else stop_event)
+
+    def make_selector(self) -> KeyframeSelector:
+        """A keyframe selector with this capture's thresholds (the seed's rules)."""
+        return KeyframeSelector(self.empty_threshold, self.blur_threshold, self.similarity_threshold,
+                                prefer_sharper=self.prefer_sharper, threads=self.kernel_threads)
+
     def call(self, on_keyframes=None, on_frame=None, on_end=None) -> CaptureSummary:
         """Run the capture to the end of the source (or a bound) and return its summary.
 
@@ -196,10 +213,7 @@ class StreamCapture:
         self._validate()
         started = time.monotonic()
         # The source is opened first, so a bad source leaves no store or stream behind.
-        decoder = VideoDecoder(self.url, keyframes_only=self.keyframes_only,
-                               sample_fps=self.sample_fps, max_frames=self.max_frames,
-                               duration=self.duration, reconnect_interval=self.reconnect_interval,
-                               threads=self.threads, stop_event=self.stop_event)
+        decoder = self.open_decoder()
         try:
             store = FaceStore.open(self.store or store_path(self.output_dir), mode="a")
             exists = self.name in store.streams
@@ -211,9 +225,7 @@ class StreamCapture:
         except BaseException:
             decoder.close()
             raise
-        selector = KeyframeSelector(self.empty_threshold, self.blur_threshold,
-                                    self.similarity_threshold, prefer_sharper=self.prefer_sharper,
-                                    threads=self.kernel_threads)
+        selector = self.make_selector()
         with writer:
             span = writer.capture_time_span()
             decoder.after_time_us = span[1] if span else None
