@@ -183,7 +183,8 @@ def test_cli_ingest_on_ray_stores_what_one_process_stores(pool, clip, model_home
     runner = CliRunner()
     plain = runner.invoke(cli, ["ingest", *args, "--store", str(tmp_path / "plain.zarr")])
     assert plain.exit_code == 0, plain.output
-    on_ray = runner.invoke(cli, ["ingest", *args, "--store", str(tmp_path / "ray.zarr"), "--ray",
+    # The shared store as an fsspec URL, as a cluster's nodes would name one (s3://...).
+    on_ray = runner.invoke(cli, ["ingest", *args, "--store", f"file://{tmp_path / 'ray.zarr'}", "--ray",
                                  "--ray-groups", "2"])
     assert on_ray.exit_code == 0, on_ray.output
     assert "2/2 streams ok" in on_ray.output
