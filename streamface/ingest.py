@@ -55,8 +55,6 @@ __all__ = ["Ingest", "IngestSummary", "StreamCounters"]
 
 log = logging.getLogger(__name__)
 
-_STORE_CREATION_WAIT_S = 10.0  # how long a store another process is creating may take to be whole
-
 
 @dataclass
 class StreamCounters:
@@ -473,25 +471,11 @@ class Ingest:
         return self.rotation.location() if self.rotation is not None else str(self.store)
 
     def _open_store(self, location: str):
-        from streamface.store import FaceStore, StoreError, StoreExistsError
+        from streamface.store import FaceStore
 
         with self._store_lock:
             if location not in self._stores:
-                try:
-                    self._stores[location] = FaceStore.open(location, mode="a")
-                except StoreExistsError as exc:
-                    # Another process (an inference actor of ``ingest --ray``) is creating the
-                    # store this instant: open it once its root metadata is whole, else report
-                    # the first error.
-                    deadline = time.monotonic() + _STORE_CREATION_WAIT_S
-                    while True:
-                        try:
-                            self._stores[location] = FaceStore.open(location, mode="r+")
-                            break
-                        except StoreError:
-                            if time.monotonic() >= deadline:
-                                raise exc from None
-                            time.sleep(0.05)
+                self._stores[location] = FaceStore.open(location, mode="a")
             return self._stores[location]
 
     def _open_writer(self, work: _StreamWork):

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 
@@ -634,3 +635,41 @@ def test_info_on_a_bad_store_is_one_line_on_stderr(tmp_path):
     assert result.stdout == ""
     assert result.stderr.strip().count("\n") == 0 and "no Streamface store" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def _open_at_once(path, mode: str, openers: int = 4) -> list:
+    """``FaceStore.open(path, mode)`` from ``openers`` threads released together: results or errors."""
+    start = threading.Barrier(openers)
+    results: list = []
+
+    def open_store():
+        start.wait()
+        try:
+            results.append(FaceStore.open(path, mode=mode))
+        except Exception as exc:  # noqa: BLE001 - collected for the assertions
+            results.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(openers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_creating_one_local_store_at_once_from_many_openers_gives_them_all_the_store(tmp_path):
+    # The inference actors of ``ingest --ray`` (or two ingests sharing a store) start together:
+    # each must open the one store, never find it half made (before creation was atomic, a
+    # thread failed with "a non-empty directory is there" about once in 16 trials).
+    for trial in range(40):
+        path = tmp_path / f"s{trial}.zarr"
+        results = _open_at_once(path, "a")
+        assert all(isinstance(r, FaceStore) for r in results), [r for r in results if not isinstance(r, FaceStore)][:2]
+        assert not [p for p in tmp_path.iterdir() if ".creating-" in p.name]  # no staging left
+
+
+def test_exclusive_creation_at_once_lets_exactly_one_opener_create(tmp_path):
+    for trial in range(10):
+        results = _open_at_once(tmp_path / f"s{trial}.zarr", "w-")
+        assert sum(isinstance(r, FaceStore) for r in results) == 1
+        assert all(isinstance(r, StoreExistsError) for r in results if not isinstance(r, FaceStore))

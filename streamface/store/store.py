@@ -10,6 +10,8 @@ write, and only on a store opened writable.
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -176,7 +178,7 @@ class FaceStore:
         if state in ("file", "nonempty"):
             raise StoreExistsError(f"cannot create a store at {loc.text}: "
                                    f"{'a file' if state == 'file' else 'a non-empty directory'} is there")
-        return cls._create(loc)
+        return cls._create(loc, exclusive=(mode == "w-"))
 
     @classmethod
     def create(cls, location: str | os.PathLike, *, storage_options: dict | None = None) -> FaceStore:
@@ -184,13 +186,38 @@ class FaceStore:
         return cls.open(location, "w-", storage_options=storage_options)
 
     @classmethod
-    def _create(cls, loc: Location) -> FaceStore:
+    def _create(cls, loc: Location, *, exclusive: bool) -> FaceStore:
         attrs = {VERSION_ATTR: STORE_VERSION, "streamface_created": _now()}
+        if loc.local is not None:
+            return cls._create_local(loc, attrs, exclusive=exclusive)
         try:
             root = zarr.create_group(loc.zarr_store(read_only=False), attributes=attrs, zarr_format=3)
         except ContainsGroupError:
             raise StoreExistsError(f"cannot create a store at {loc.text}: a Zarr group is already there") from None
         return cls(loc, root, read_only=False, version=STORE_VERSION)
+
+    @classmethod
+    def _create_local(cls, loc: Location, attrs: dict, *, exclusive: bool) -> FaceStore:
+        # Made beside its place and renamed into it, so that the directory appears with its
+        # root metadata: processes creating the same store at once (the inference actors of
+        # ``ingest --ray``, two ingests sharing a store) never find it half made. A rename
+        # replaces a missing or empty directory only; the loser opens the winner's store.
+        loc.local.parent.mkdir(parents=True, exist_ok=True)
+        staging = loc.local.parent / f".{loc.local.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        staging.mkdir()
+        try:
+            zarr.create_group(LocalStore(staging), attributes=attrs, zarr_format=3)
+            try:
+                os.rename(staging, loc.local)
+            except OSError:
+                if exclusive or not loc.has_root_metadata():
+                    raise StoreExistsError(f"cannot create a store at {loc.text}: "
+                                           f"something else was put there meanwhile") from None
+                return cls._open_existing(loc, read_only=False)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return cls(loc, zarr.open_group(loc.zarr_store(read_only=False), mode="r+"), read_only=False,
+                   version=STORE_VERSION)
 
     @classmethod
     def _open_existing(cls, loc: Location, *, read_only: bool) -> FaceStore:
