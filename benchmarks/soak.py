@@ -449,7 +449,8 @@ _MEMORY_WINDOW_S = 600.0
 
 
 def memory_trend(samples: list, duration_s: float) -> dict:
-    """RSS summary and the MB/hour slope over the run's second half (last process only)."""
+    """RSS summary; over the run's second half (last process only) the least-squares MB/hour slope,
+    10-minute medians and their Theil-Sen slope."""
     if not samples:
         return {"samples": 0}
     last_pid = samples[-1][1]
@@ -467,8 +468,11 @@ def memory_trend(samples: list, duration_s: float) -> dict:
         # line over raw samples follows one step or one dip; the median of each window and the
         # Theil-Sen slope between windows say whether there is a trend.
         window = _MEMORY_WINDOW_S
-        medians = [(float(np.median(t[(t >= a) & (t < a + window)])), float(np.median(rss[(t >= a) & (t < a + window)])))
-                   for a in np.arange(t[0], t[-1], window) if np.count_nonzero((t >= a) & (t < a + window)) >= 3]
+        medians = []
+        for a in np.arange(t[0], t[-1], window):
+            inside = (t >= a) & (t < a + window)
+            if np.count_nonzero(inside) >= 3:
+                medians.append((float(np.median(t[inside])), float(np.median(rss[inside]))))
         out["second_half_window_s"] = window
         out["second_half_window_medians_mb"] = [round(m / 2**20, 1) for _, m in medians]
         if len(medians) >= 2:
