@@ -305,11 +305,12 @@ class FiftyOneAnnotation:
             x, y = map(int, pair.split(","))
             view = pair_view(fo, dataset, x, y, self.per_cluster)
             if session is not None:
-                self._show(session, view)
-                # Also a saved view with its own address: a browser opened (or reloaded)
-                # at any time shows this pair, whatever the session pushed before.
+                # A saved view with its own address, and the session shows that saved view:
+                # a browser opened (or reloaded) at any time shows this pair whether it
+                # follows its address or the session's state, whichever reaches it last.
                 slug = f"pair-{x}-{y}"
                 dataset.save_view(slug, view, overwrite=True)
+                self._show(session, dataset.load_saved_view(slug))
                 self.echo(f"pair {pair}: http://{self.address}:{self.port}/datasets/{dataset.name}?view={slug}")
             decision = self._ask(fo, view, pair, x, y, index, dist, planned)
             if decision is not None and decision != "stop":
