@@ -23,7 +23,6 @@ import pytest
 from click.testing import CliRunner
 
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
-from hls_server import HLSServer, LiveHLS, cut_segments
 from pipeline_fixtures import clip, ingest_options, model_home  # noqa: F401 (pytest fixtures)
 from streamface.cli import ingest_for_specs
 from streamface.cli import main as cli
@@ -36,31 +35,12 @@ from streamface.ray_pool import RayPool
 from streamface.store import FaceStore
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
-
-SPEED = 3.0  # live clock vs wall clock: the 55 s clip in ~18 s
-
+from ray_fixtures import kept_counts, live_ingest, restarted, stored_times  # noqa: E402
 
 @pytest.fixture(scope="module")
 def pool(model_home):  # noqa: F811 - the workers inherit STREAMFACE_HOME at start
     with RayPool(num_cpus=2) as pool:
         yield pool
-
-
-def _times(store, name) -> np.ndarray:
-    return FaceStore.open(store).stream(name).read_frames().time_us
-
-
-def _restarted(actor, old_pid: int, within: float) -> bool:
-    """Wait for ``actor`` to answer from another process (``ray.kill`` is asynchronous)."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        try:
-            if ray.get(actor.pid.remote(), timeout=10) != old_pid:
-                return True
-        except ray.exceptions.RayError:
-            pass  # dead or restarting
-        time.sleep(0.2)
-    return False
 
 
 def _kept_frames(clip, max_frames: int) -> list:  # noqa: F811
@@ -93,7 +73,7 @@ def test_ingest_stores_frames_from_outside_once_even_when_sent_twice(clip, model
     job.end_stream("news")  # repeating is harmless
     runner.join(timeout=60)
     assert sent == ["kept"] * len(kept) + ["stale"]
-    assert list(_times(tmp_path / "s.zarr", "news")) == [k.item.time_us for k in kept]
+    assert list(stored_times(tmp_path / "s.zarr", "news")) == [k.item.time_us for k in kept]
     assert result["summary"].streams[0].keyframes == len(kept) > 2
     # Another ingest of the store (an inference actor restarted) continues after it.
     again = _outside_ingest(clip, tmp_path / "s.zarr")
@@ -114,7 +94,7 @@ def test_a_full_stream_refuses_frames_until_inference_frees_a_slot(clip, model_h
     assert job.offer("news", kept[2], wait=30.0) == "kept"  # a file waits for room instead
     job.end_stream("news")
     runner.join(timeout=60)
-    assert len(_times(tmp_path / "s.zarr", "news")) == 3
+    assert len(stored_times(tmp_path / "s.zarr", "news")) == 3
 
 
 def test_streams_are_dealt_round_robin():
@@ -178,7 +158,7 @@ def test_a_stream_that_cannot_be_opened_fails_alone_on_ray(pool, clip, model_hom
     assert [c.name for c in summary.failed] == ["bad"]
     assert "cannot open" in summary.failed[0].error
     news = summary.streams[0]
-    assert news.frames == 12 and news.keyframes == len(_times(tmp_path / "s.zarr", "news")) > 0
+    assert news.frames == 12 and news.keyframes == len(stored_times(tmp_path / "s.zarr", "news")) > 0
     assert FaceStore.open(tmp_path / "s.zarr").streams == ["news"]  # no group for the bad source
 
 
@@ -203,63 +183,10 @@ def test_stop_ends_every_stream_and_commits_what_was_sent(pool, clip, model_home
     summary = result["summary"]
     assert not summary.failed, summary.lines()
     for counters in summary.streams:
-        stored = _times(tmp_path / "s.zarr", counters.name)
+        stored = stored_times(tmp_path / "s.zarr", counters.name)
         assert counters.keyframes == len(stored) >= 2
     whole = sum(1 for _ in VideoDecoder(str(clip), sample_fps=4.0))
     assert all(c.frames < whole for c in summary.streams), "stop() did not end the streams early"
-
-
-def _live_ingest(pool, clip, tmp_path, groups, kill):  # noqa: F811
-    """Two live HLS streams on Ray; ``kill(job)`` once live0 has stored a few keyframes.
-
-    Returns the stored capture times per stream (after checking that no frame is stored
-    twice and every stream was analysed) and the summary.
-    """
-    folder = tmp_path / "hls"
-    segments = cut_segments(clip, folder, seconds=2.0)
-    servers = [HLSServer(LiveHLS(folder, segments, speed=SPEED, window=12)) for _ in range(2)]
-    for server in servers:
-        server.live.start()
-        server.start()
-    store = tmp_path / "live.zarr"
-    specs = [StreamSpec(f"live{i}", server.url) for i, server in enumerate(servers)]
-    make = functools.partial(ingest_for_specs, store=str(store), o=ingest_options("--duration", "60"),
-                             max_wait=0.05, max_reconnects=None)
-    job = RayIngest(specs, make, pool=pool, groups=groups)
-    result: dict = {}
-    runner = threading.Thread(target=lambda: result.setdefault("summary", job.call(progress_interval=0.3)))
-    runner.start()
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and job.counters[0].keyframes < 4:
-            time.sleep(0.2)
-        assert job.counters[0].keyframes >= 4, "stream live0 stored nothing before the kill"
-        kill(job)
-        runner.join(timeout=180)
-        assert not runner.is_alive(), "the ingest did not finish after the actor was killed"
-    finally:
-        if runner.is_alive():
-            job.stop()
-        for server in servers:
-            server.stop()
-    summary = result["summary"]
-    assert not summary.failed, summary.lines()
-    counts = {}
-    for name in ("live0", "live1"):
-        times = _times(store, name)
-        assert len(np.unique(times)) == len(times), f"{name}: a frame stored twice"
-        assert np.all(np.diff(times) > 0)
-        stream = FaceStore.open(store).stream(name)
-        assert stream.num_embedded == stream.num_faces > 0
-        counts[name] = times
-    assert {c.name: c.keyframes for c in summary.streams}["live1"] == len(counts["live1"])
-    return counts, summary
-
-
-def _kept(times, summary) -> dict[str, int]:
-    """Kept frames per stream: stored, or dropped because inference was behind (a loaded
-    2-core box drops a few now and then, in either stream)."""
-    return {c.name: len(times[c.name]) + c.dropped for c in summary.streams}
 
 
 @pytest.mark.slow
@@ -278,13 +205,13 @@ def test_a_killed_decoder_actor_restarts_and_resumes_without_duplicates(pool, cl
         assert all(ray.get(actor.node.remote()) == node for actor in job.decoders.values())
         seen["killed_us"], killed = time.time() * 1e6, time.monotonic()
         ray.kill(job.decoders["live0"], no_restart=False)  # the process dies; Ray restarts the actor
-        assert _restarted(job.decoders["live0"], decoder_pids["live0"], within=60), \
+        assert restarted(job.decoders["live0"], decoder_pids["live0"], within=60), \
             "Ray did not restart the killed decoder actor"
         seen["down_s"] = time.monotonic() - killed
         seen["inference_pid"] = (inference_pid, ray.get(job.inference[0].pid.remote()))
         seen["live1_pid"] = (decoder_pids["live1"], ray.get(job.decoders["live1"].pid.remote()))
 
-    times, summary = _live_ingest(pool, clip, tmp_path, None, kill_decoder)
+    times, summary = live_ingest(pool, clip, tmp_path, None, kill_decoder)
     assert seen["inference_pid"][0] == seen["inference_pid"][1], "the inference actor restarted too"
     assert seen["live1_pid"][0] == seen["live1_pid"][1], "the other stream's decoder restarted too"
     assert np.sum(times["live0"] > seen["killed_us"]) >= 3, "live0 stored nothing after its restart"
@@ -292,7 +219,7 @@ def test_a_killed_decoder_actor_restarts_and_resumes_without_duplicates(pool, cl
     # was down (a live frame's capture time is its decoding time, so a frame published
     # then cannot be told from a stored one and is not fetched again), and 2 for the
     # keyframe selection starting afresh.
-    live0, live1 = _kept(times, summary).values()
+    live0, live1 = kept_counts(times, summary).values()
     published = live1 / ((times["live1"][-1] - times["live1"][0]) / 1e6) * seen["down_s"]
     assert live1 >= 15
     assert live0 >= live1 - 2 - published, (live0, live1, seen["down_s"])
@@ -309,12 +236,12 @@ def test_a_killed_inference_actor_restarts_and_resumes_without_duplicates(pool, 
         before = ray.get(job.inference[0].pid.remote())
         seen["killed_us"] = time.time() * 1e6
         ray.kill(job.inference[0], no_restart=False)
-        assert _restarted(job.inference[0], before, within=60), "Ray did not restart the inference actor"
+        assert restarted(job.inference[0], before, within=60), "Ray did not restart the inference actor"
 
-    times, summary = _live_ingest(pool, clip, tmp_path, 2, kill_inference)
+    times, summary = live_ingest(pool, clip, tmp_path, 2, kill_inference)
     assert np.sum(times["live0"] > seen["killed_us"]) >= 3, "live0 stored nothing after the restart"
     # live0 lost at most the frames its inference actor held when it died.
-    live0, live1 = _kept(times, summary).values()
+    live0, live1 = kept_counts(times, summary).values()
     assert live1 >= 15
     assert live0 >= live1 - 3, (live0, live1)
 
