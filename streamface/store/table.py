@@ -54,7 +54,7 @@ class GrowingArray:
     def __init__(self, group: zarr.Group, spec: ColumnSpec, array: zarr.Array) -> None:
         self.group = group
         self.spec = spec
-        self.array = array
+        self.array = _for_appends(array)
 
     @classmethod
     def create(cls, group: zarr.Group, spec: ColumnSpec, attributes: dict | None = None) -> GrowingArray:
@@ -111,7 +111,7 @@ class GrowingArray:
     def read(self, start: int, stop: int) -> np.ndarray:
         """Rows ``[start, stop)``; re-reads the array's metadata if another process grew it."""
         if stop > self.capacity:
-            self.array = self.group[self.spec.path]
+            self.array = _for_appends(self.group[self.spec.path])
             if stop > self.capacity:
                 raise StoreCorruptError(
                     f"array {self.spec.path!r} holds {self.capacity} rows but {stop} are committed"
@@ -122,6 +122,14 @@ class GrowingArray:
         """Cut the array to exactly ``rows`` rows, deleting the chunks past them."""
         if self.capacity != rows:
             self.array.resize((rows,) + self.spec.row_shape)
+
+
+def _for_appends(array: zarr.Array) -> zarr.Array:
+    # Zarr's default (write_empty_chunks=False) compares every merged chunk with the
+    # fill value before writing it, to skip all-fill chunks: over half the time of a
+    # 4 MiB image-bytes append (measured). Appended rows are data, so storing the rare
+    # chunk that happens to be all fill costs a few bytes and reads back the same.
+    return array.with_config({"write_empty_chunks": True})
 
 
 class ColumnSet:
