@@ -694,9 +694,11 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
     """
     import time
 
+    from streamface.malloc_tuning import fix_mmap_threshold
     from streamface.monitoring import Monitoring
     from streamface.pipeline import Pipeline, stop_on_signals
 
+    fix_mmap_threshold()  # a live source may run for weeks
     with _PipelineErrors():
         capture = _capture_stage(source, store, o["name"], o, o["batch_size"] or 8)
         pipeline = Pipeline(capture, _extraction_stage(store, o), _analysis_stage(store, o),
@@ -754,10 +756,16 @@ def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, l
     when any stream failed. Ctrl-C commits what was processed; running again
     continues every stream after its last stored frame. With --ray, each stream's
     decoder is a Ray actor beside the inference actor that batches its node's streams.
+
+    Buffers of 1 MiB and more (decoded frames) are allocated straight from the system
+    and returned to it when freed, so that memory does not creep over a long run (see
+    streamface.malloc_tuning; set MALLOC_MMAP_THRESHOLD_ to choose otherwise).
     """
+    from streamface.malloc_tuning import fix_mmap_threshold
     from streamface.monitoring import Monitoring
     from streamface.pipeline import stop_on_signals
 
+    fix_mmap_threshold()
     with _PipelineErrors(), executor_for(ray_address) as pool:
         job = _ingest_job(config, sources, store, o, max_wait, max_reconnects, rotate, pool=pool,
                           groups=ray_groups)

@@ -133,6 +133,9 @@ class _StreamInference:
     """Ray actor: an :class:`Ingest` (``decode=False``) over the streams of one placement."""
 
     def __init__(self, make_ingest: Callable[[list[StreamSpec]], object], specs: list[StreamSpec]) -> None:
+        from streamface.malloc_tuning import fix_mmap_threshold
+
+        fix_mmap_threshold()  # see ``streamface ingest``: frames arrive here from the decoders
         self.job = make_ingest(specs)
         self.job.decode = False
         # Models loaded and streams ready before any call: after a restart, the decoders'
@@ -187,6 +190,9 @@ class _StreamDecoder:
                  inference: str) -> None:
         import ray
 
+        from streamface.malloc_tuning import fix_mmap_threshold
+
+        fix_mmap_threshold()  # see ``streamface ingest``: frames are decoded here
         job = make_ingest([spec])  # for its parameters only: models are loaded by the inference actor
         self.capture = job.captures[0]
         self.max_reconnects = job.max_reconnects_by_stream.get(spec.name, job.max_reconnects)
