@@ -698,7 +698,8 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
     from streamface.monitoring import Monitoring
     from streamface.pipeline import Pipeline, stop_on_signals
 
-    fix_mmap_threshold()  # a live source may run for weeks
+    if "://" in source:  # a live source may run for weeks (see `streamface ingest --help`)
+        fix_mmap_threshold()
     with _PipelineErrors():
         capture = _capture_stage(source, store, o["name"], o, o["batch_size"] or 8)
         pipeline = Pipeline(capture, _extraction_stage(store, o), _analysis_stage(store, o),
