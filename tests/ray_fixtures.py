@@ -38,6 +38,16 @@ def restarted(actor, old_pid: int, within: float) -> bool:
     return False
 
 
+def actors_up(job, streams: int, within: float) -> None:
+    """Wait until ``job`` has started all its actors and each answers (models loaded)."""
+    deadline = time.monotonic() + within
+    while len(job.decoders) < streams or len(job.inference) < len(job.placements) or not job.placements:
+        assert time.monotonic() < deadline, "the Ray actors were not started in time"
+        time.sleep(0.1)
+    for actor in [*job.inference, *job.decoders.values()]:
+        ray.get(actor.pid.remote(), timeout=max(1.0, deadline - time.monotonic()))
+
+
 def live_ingest(pool, clip, tmp_path, groups, kill):  # noqa: F811
     """Two live HLS streams on Ray; ``kill(job)`` once live0 has stored a few keyframes.
 
@@ -48,8 +58,7 @@ def live_ingest(pool, clip, tmp_path, groups, kill):  # noqa: F811
     segments = cut_segments(clip, folder, seconds=2.0)
     servers = [HLSServer(LiveHLS(folder, segments, speed=SPEED, window=12)) for _ in range(2)]
     for server in servers:
-        server.live.start()
-        server.start()
+        server.start()  # serving, with the live clocks held at the first segment
     store = tmp_path / "live.zarr"
     specs = [StreamSpec(f"live{i}", server.url) for i, server in enumerate(servers)]
     make = functools.partial(ingest_for_specs, store=str(store), o=ingest_options("--duration", "60"),
@@ -59,6 +68,11 @@ def live_ingest(pool, clip, tmp_path, groups, kill):  # noqa: F811
     runner = threading.Thread(target=lambda: result.setdefault("summary", job.call(progress_interval=0.3)))
     runner.start()
     try:
+        # The clocks start once every actor is up: a decoder that joined a running live
+        # stream late (Ray starting actors on a loaded box) would begin at its live edge.
+        actors_up(job, len(specs), within=120)
+        for server in servers:
+            server.live.start()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and job.counters[0].keyframes < 4:
             time.sleep(0.2)

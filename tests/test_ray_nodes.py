@@ -71,12 +71,16 @@ def test_a_stream_whose_node_leaves_restarts_on_another_node_without_duplicates(
     times, summary = live_ingest(pool, clip, tmp_path, None, remove_worker_node)
     moved = seen["moved"]
     stayed = next(name for name in times if name != moved)
-    assert np.sum(times[moved] > seen["removed_us"]) >= 3, f"{moved} stored nothing after its node left"
-    # The stream that stayed ran untouched; the moved one lost at most what its source
-    # published while its actors were down, the frames its inference actor held, and 2
-    # for the keyframe selection starting afresh.
+    after = times[moved][times[moved] > seen["removed_us"]]
+    assert len(after) >= 3, f"{moved} stored nothing after its node left"
+    # Both streams publish the same scenes at the same times, so the one that stayed
+    # says what the moved one could have stored: all of it, less the scenes in flight
+    # when its node left (decoded up to one latency before), those published until
+    # its first frame after the restart, and 2 for the keyframe selection starting afresh.
+    in_flight_us = max(c.latency_max_s for c in summary.streams) * 1e6
+    missed = int(np.sum((times[stayed] > seen["removed_us"] - in_flight_us) & (times[stayed] < after[0])))
     kept = kept_counts(times, summary)
-    print(f"{moved} moved; down {seen['down_s']:.1f} s; kept {kept}")
-    rate = kept[stayed] / ((times[stayed][-1] - times[stayed][0]) / 1e6)
+    print(f"{moved} moved; actors back after {seen['down_s']:.1f} s, first frame after "
+          f"{(after[0] - seen['removed_us']) / 1e6:.1f} s; kept {kept}, {missed} published meanwhile")
     assert kept[stayed] >= 15
-    assert kept[moved] >= kept[stayed] - 5 - rate * seen["down_s"], (kept, seen["down_s"])
+    assert kept[moved] >= kept[stayed] - missed - 2, (kept, missed)
