@@ -568,6 +568,21 @@ def _analysis_options(func):
     return func
 
 
+def _index_options(func):
+    """Online identification options of run and ingest."""
+    options = [
+        click.option("--index-threshold", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Online identification: insert every new face into a hierarchical retrieval "
+                     "index (one per stream) with this distance threshold and store its live label "
+                     "[default: off]."),
+        click.option("--index-metric", type=click.Choice(["cosine", "euclidean"]), default="cosine",
+                     help="Distance of the online index."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
 def _stream_name(name, source) -> str:
     import re
     from pathlib import PurePosixPath
@@ -646,7 +661,8 @@ def ingest_for_specs(specs, store, o, max_wait, max_reconnects, rotate="none"):
                   batch_frames=o["batch_size"] or 8, max_wait=max_wait, max_reconnects=max_reconnects,
                   max_reconnects_by_stream={s.name: s.options["max_reconnects"] for s in specs
                                             if "max_reconnects" in s.options},
-                  rotation=None if rotate == "none" else StoreRotation(store, rotate))
+                  rotation=None if rotate == "none" else StoreRotation(store, rotate),
+                  index_threshold=o["index_threshold"], index_metric=o["index_metric"])
 
 
 def _ingest_progress(bar):
@@ -676,11 +692,7 @@ def _progress_bar(show, desc):
 @_capture_options
 @_extraction_options
 @_analysis_options
-@click.option("--index-threshold", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Online identification: insert every new face into a hierarchical retrieval "
-              "index with this distance threshold and store its live label [default: off].")
-@click.option("--index-metric", type=click.Choice(["cosine", "euclidean"]), default="cosine",
-              help="Distance of the online index.")
+@_index_options
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 @log_options
 @metrics_options
@@ -731,6 +743,7 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
 @_frame_options
 @_extraction_options
 @_analysis_options
+@_index_options
 @click.option("--max-wait", type=click.FloatRange(min=0), default=0.05,
               help="Seconds a detector batch waits for frames of other streams after its first.")
 @click.option("--max-reconnects", type=click.IntRange(min=0), default=None,

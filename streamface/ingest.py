@@ -48,6 +48,7 @@ from streamface.commit_queue import CommitQueue
 from streamface.face_analysis import first_unanalysed
 from streamface.face_extraction import ExtractionSummary, _restore_previous
 from streamface.keyframes import Candidate
+from streamface.online_index import OnlineIndex, check_index_parameters
 from streamface.store import FaceRecords
 from streamface.stream_capture import frame_records
 
@@ -163,6 +164,7 @@ class _StreamWork:
         self.stop_event = threading.Event()
         self.slots = threading.Semaphore(in_flight)
         self.extractor = None
+        self.online = None  # the stream's OnlineIndex with an index threshold
         self.location: str | None = None
         self.commits: CommitQueue | None = None
         self.next_row = 0
@@ -232,6 +234,13 @@ class Ingest:
         Decode every stream on a thread of this process. False: the kept frames come
         from decoders elsewhere through :meth:`open_stream`, :meth:`offer` and
         :meth:`end_stream`, and :meth:`call` runs until every stream has ended.
+    index_threshold : float or None, default None
+        Online identification, as ``streamface run`` does it: each stream's new faces
+        go into its own :class:`~streamface.online_index.OnlineIndex` (this threshold and
+        ``index_metric``) as they are committed, their live labels are stored, and the
+        tree is saved beside the store when the stream ends (each rotated store has its
+        own). Needs ``analysis``.
+    index_metric : {"cosine", "euclidean"}, default "cosine"
     """
 
     def __init__(self, captures, extraction, analysis=None, *, store, batch_frames: int = 8,
@@ -239,7 +248,8 @@ class Ingest:
                  commit_wait: float = 1.0,
                  max_reconnects: int | None = None,
                  max_reconnects_by_stream: dict | None = None, rotation=None, on_batch=None,
-                 decode: bool = True) -> None:
+                 decode: bool = True, index_threshold: float | None = None,
+                 index_metric: str = "cosine") -> None:
         self.captures = list(captures)
         self.extraction = extraction
         self.analysis = analysis
@@ -254,6 +264,8 @@ class Ingest:
         self.rotation = rotation
         self.on_batch = on_batch
         self.decode = decode
+        self.index_threshold = index_threshold
+        self.index_metric = index_metric
         self._stopping = threading.Event()
         self._opening = threading.Lock()
         self._opened = False
@@ -280,6 +292,7 @@ class Ingest:
             raise ValueError(f"commit_wait must be >= 0 seconds, got {self.commit_wait!r}")
         if not isinstance(self.commit_jobs, int) or self.commit_jobs < 1:
             raise ValueError(f"commit_jobs must be an int >= 1, got {self.commit_jobs!r}")
+        check_index_parameters(self.index_threshold, self.index_metric, self.analysis)
 
     # ---- control --------------------------------------------------------------------------------
 
@@ -501,14 +514,12 @@ class Ingest:
         self._commit_staged(work)
         try:
             work.commits.close()
-            writer = self._open_writer(work)
+            self._save_online_index(work)
+            writer = self._start_commits(work, self._open_writer(work))
         except Exception as exc:  # noqa: BLE001 - a store error ends this stream only
             work.commits_failed = True
             work.fail(exc)
             return
-        work.commits = CommitQueue(writer, max_jobs=self.commit_jobs,
-                                   name=f"ingest-commits-{work.capture.name}")
-        work.next_row = writer.num_faces
         work.extractor.previous = (_restore_previous(writer, writer.num_frames)
                                    if writer.num_frames and writer.has_images else [])
         log.info("%s: rotated to %s", work.capture.name, work.location)
@@ -581,17 +592,32 @@ class Ingest:
     def _open_stream(self, work: _StreamWork, live: bool) -> int | None:
         """Open the stream's group; the capture time its frames must come after (None: any)."""
         work.live = live
-        writer = self._open_writer(work)
-        # From here the queue owns the writer (and closes it when the stream ends); it
-        # has no job yet, so reading the writer here does not race with it.
-        work.commits = CommitQueue(writer, max_jobs=self.commit_jobs,
-                                   name=f"ingest-commits-{work.capture.name}")
-        work.next_row = writer.num_faces
+        writer = self._start_commits(work, self._open_writer(work))
         span = writer.capture_time_span() or self._previous_period_span(work.capture.name)
         if writer.num_frames and writer.has_images:
             work.extractor.previous = _restore_previous(writer, writer.num_frames)
         work.last_time_us = span[1] if span else None
         return work.last_time_us
+
+    def _start_commits(self, work: _StreamWork, writer):
+        """Hand ``writer`` to a new commit queue of the stream; resume its online index."""
+        # From here the queue owns the writer (and closes it when the stream ends); it
+        # has no job yet, so reading the writer here does not race with it.
+        work.commits = CommitQueue(writer, max_jobs=self.commit_jobs,
+                                   name=f"ingest-commits-{work.capture.name}")
+        work.next_row = writer.num_faces
+        if self.index_threshold is not None:
+            online = OnlineIndex(self.index_threshold, self.index_metric)
+            online.resume(work.location, work.capture.name)  # refuses labels it did not make
+            online.label_new_faces(writer)  # faces a killed run embedded but did not label
+            work.online = online  # only now: a refused index must never be saved over the stored one
+        return writer
+
+    def _save_online_index(self, work: _StreamWork) -> None:
+        """Save the stream's index beside the store it labelled (once)."""
+        online, work.online = work.online, None
+        if online is not None:
+            online.save(work.location, work.capture.name)
 
     def _send(self, work: _StreamWork, kept: Candidate) -> None:
         """Hand a kept frame to the batcher, within the stream's ``in_flight`` slots."""
@@ -692,7 +718,7 @@ class Ingest:
             attributes = (self._analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(frames)))
                           if emb is not None and len(faces) else {})
             self._stage(work, _CommitJob(self._analyzer, work.capture, work.counters,
-                                         candidates, faces, start, emb, attributes))
+                                         candidates, faces, start, emb, attributes, work.online))
         self._commit_due()
 
     def _report_batch(self, stage: str, size: int, seconds: float) -> None:
@@ -736,6 +762,7 @@ class Ingest:
         if work.commits is not None:
             try:
                 work.commits.close()
+                self._save_online_index(work)
             except Exception as exc:  # noqa: BLE001
                 work.fail(exc)
         work.counters.seconds = time.monotonic() - self._started
@@ -753,6 +780,7 @@ class _CommitJob:
     start: int
     embeddings: np.ndarray | None
     attributes: dict
+    online: OnlineIndex | None = None
 
     def merge(self, later: _CommitJob) -> _CommitJob | None:
         """This batch and ``later`` (of the same stream) as one commit."""
@@ -774,7 +802,7 @@ class _CommitJob:
         elif attributes.keys() != later.attributes.keys():
             return None
         return _CommitJob(self.analyzer, self.capture, self.counters, self.candidates + later.candidates,
-                          faces, self.start, embeddings, attributes)
+                          faces, self.start, embeddings, attributes, self.online)
 
     def __call__(self, writer) -> None:
         # The frames and their faces in one commit, then the embeddings and attributes.
@@ -783,6 +811,8 @@ class _CommitJob:
         writer.flush()
         if self.analyzer is not None and self.embeddings is not None:
             self.analyzer.write(writer, self.start, self.embeddings, self.attributes)
+            if self.online is not None:
+                self.online.label_new_faces(writer)
         now = time.monotonic()
         self.counters.faces += len(self.faces)
         self.counters.add_latency([now - c.item.decoded_at for c in self.candidates])

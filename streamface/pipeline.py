@@ -22,11 +22,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 from streamface.commit_queue import CommitQueue
 from streamface.face_analysis import AnalysisSummary, FaceAnalysis, first_unanalysed
 from streamface.face_extraction import ExtractionSummary, FaceExtraction
+from streamface.online_index import OnlineIndex, check_index_parameters
 from streamface.stream_capture import CaptureSummary, StreamCapture, frame_records, store_path
 
 __all__ = ["Pipeline", "PipelineSummary", "stop_on_signals"]
@@ -103,10 +103,9 @@ class Pipeline:
         self.capture.crop_size = max(extractor.face_size)
 
         online = None
+        check_index_parameters(self.index_threshold, self.index_metric, analyzer)
         if self.index_threshold is not None:
-            if analyzer is None:
-                raise ValueError("index_threshold: online identification needs the analysis stage")
-            online = _OnlineIndex(self.index_threshold, self.index_metric)
+            online = OnlineIndex(self.index_threshold, self.index_metric)
             online.resume(self.capture.store or store_path(self.capture.output_dir),
                           self.capture.name)
         if analyzer is not None:
@@ -192,58 +191,6 @@ class Pipeline:
                 analyzer.analyze(writer, lo, min(stop, lo + step))
             if online is not None:
                 online.label_new_faces(writer)
-
-
-class _OnlineIndex:
-    """A live HRI label for each face as it is stored (the seed's online identification).
-
-    On a resumed stream the index is rebuilt by inserting the stored embeddings in
-    order, which gives exactly the tree of a run that never stopped; the labels this
-    yields must equal the stored ones, else the labels came from elsewhere (offline
-    clustering, another threshold) and continuing would mix two labelings.
-    """
-
-    def __init__(self, threshold: float, metric: str) -> None:
-        self.threshold, self.metric = threshold, metric
-        self.index = None
-        self.labels: list[np.ndarray] = []
-
-    def resume(self, store_location, stream: str) -> None:
-        """Rebuild the index from what the stream already holds, before anything is added."""
-        from streamface.hri import HierarchicalRetrievalIndex
-        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
-
-        self.index = HierarchicalRetrievalIndex(self.threshold, self.metric)
-        try:
-            stored = FaceStore.open(store_location, mode="r").stream(stream)
-        except (NotAStoreError, StreamNotFoundError):
-            return  # a new store or stream: nothing to resume
-        labelled = stored.num_labelled
-        if labelled:
-            rebuilt = self.index.insert(stored.read_embeddings(0, labelled))
-            if not np.array_equal(rebuilt, stored.read_labels()[:labelled]):
-                raise ValueError(
-                    f"stream {stream!r} has labels that an online index with threshold "
-                    f"{self.threshold} did not make; run without the online index, or "
-                    f"relabel with 'streamface index build'")
-            self.labels.append(rebuilt)
-
-    def label_new_faces(self, writer) -> None:
-        labelled, embedded = writer.num_labelled, writer.num_embedded
-        if embedded > labelled:
-            new = self.index.insert(writer.read_embeddings(labelled, embedded))
-            writer.write_labels(new, start=labelled)
-            self.labels.append(new)
-
-    def save(self, store_location, stream: str) -> None:
-        from streamface.hri import HRIError
-
-        try:
-            self.index.save_to_store(store_location, stream,
-                                     face_labels=np.concatenate(self.labels) if self.labels
-                                     else np.empty(0, np.int64))
-        except HRIError:
-            pass  # a remote store: the labels are in the store, the tree is not kept
 
 
 @contextmanager

@@ -1,4 +1,4 @@
-"""``streamface run --index-threshold``: a live HRI label for every face as it is stored."""
+"""``streamface run|ingest --index-threshold``: a live HRI label for every face as it is stored."""
 
 from __future__ import annotations
 
@@ -68,3 +68,74 @@ def test_labels_from_another_threshold_are_not_mixed(clip, model_home, tmp_path)
     after = FaceStore.open(store).stream(STREAM)
     assert after.num_faces == len(before)  # refused before anything was added
     np.testing.assert_array_equal(after.read_labels(), before)
+
+
+# ---- ingest: one index per stream ----------------------------------------------------------------
+
+INGEST_STREAMS = ("news", "replay")
+
+
+def ingest(clip, store, *extra, threshold=THRESHOLD):  # noqa: F811
+    sources = [arg for name in INGEST_STREAMS for arg in ("--source", f"{name}={clip}")]
+    return CliRunner().invoke(main, ["ingest", *sources, "--store", str(store),
+                                     "--index-threshold", str(threshold), *extra])
+
+
+@pytest.fixture(scope="module")
+def ingested(clip, model_home, tmp_path_factory):  # noqa: F811
+    """Two streams of the clip: the first 20 s, then the rest in a second ingest."""
+    store = tmp_path_factory.mktemp("online-ingest") / "news.zarr"
+    first = ingest(clip, store, "--duration", "20")
+    assert first.exit_code == 0, first.output
+    labelled_first = {n: FaceStore.open(store).stream(n).num_labelled for n in INGEST_STREAMS}
+    second = ingest(clip, store)
+    assert second.exit_code == 0, second.output
+    return store, labelled_first
+
+
+@pytest.mark.parametrize("name", INGEST_STREAMS)
+def test_ingest_labels_every_face_of_each_stream_as_one_index_over_it(ingested, name):
+    store, labelled_first = ingested
+    stream = FaceStore.open(store).stream(name)
+    assert 0 < labelled_first[name] < stream.num_faces
+    assert stream.num_labelled == stream.num_embedded == stream.num_faces
+    offline = HierarchicalRetrievalIndex(THRESHOLD, "cosine").insert(stream.read_embeddings())
+    np.testing.assert_array_equal(stream.read_labels(), offline)
+    saved = HierarchicalRetrievalIndex.load(index_path_for_store(store, name))
+    assert saved.size == stream.num_faces
+
+
+def test_ingest_labels_equal_runs(ingested, resumed):
+    """The same clip, batched across two streams or alone: the same live labels."""
+    ingest_store, _ = ingested
+    run_store, _ = resumed
+    ran = FaceStore.open(run_store).stream(STREAM).read_labels()
+    for name in INGEST_STREAMS:
+        np.testing.assert_array_equal(FaceStore.open(ingest_store).stream(name).read_labels(), ran)
+
+
+def test_ingest_refuses_labels_from_another_threshold_and_keeps_the_stream(clip, model_home,  # noqa: F811
+                                                                         tmp_path):
+    store = tmp_path / "news.zarr"
+    assert ingest(clip, store, "--duration", "20").exit_code == 0
+    saved = {n: index_path_for_store(store, n).read_bytes() for n in INGEST_STREAMS}
+    before = {n: FaceStore.open(store).stream(n).read_labels() for n in INGEST_STREAMS}
+    result = ingest(clip, store, threshold=0.05)
+    assert result.exit_code != 0
+    assert "did not make" in result.output and "Traceback" not in result.output
+    for name in INGEST_STREAMS:
+        after = FaceStore.open(store).stream(name)
+        assert after.num_faces == len(before[name])  # refused before anything was added
+        np.testing.assert_array_equal(after.read_labels(), before[name])
+        assert index_path_for_store(store, name).read_bytes() == saved[name]
+
+
+def test_ingest_index_needs_the_analysis_stage(tmp_path):
+    from streamface.face_extraction import FaceExtraction
+    from streamface.ingest import Ingest
+    from streamface.stream_capture import StreamCapture
+
+    capture = StreamCapture("news", "clip.mp4", tmp_path)
+    job = Ingest([capture], FaceExtraction(None, None), None, store=tmp_path / "s.zarr", index_threshold=0.5)
+    with pytest.raises(ValueError, match="needs the analysis stage"):
+        job.call()

@@ -133,7 +133,8 @@ def test_cli_ingest_on_ray_stores_what_one_process_stores(pool, clip, model_home
     hamilton = clip.parent.parent / "videos" / "hamilton_clip.mp4"
     if not hamilton.exists():
         pytest.skip(f"{hamilton} not found (shared data)")
-    args = ["--source", f"news={clip}", "--source", f"hamilton={hamilton}", "--no-progress"]
+    args = ["--source", f"news={clip}", "--source", f"hamilton={hamilton}", "--no-progress",
+            "--index-threshold", "0.5"]
     runner = CliRunner()
     plain = runner.invoke(cli, ["ingest", *args, "--store", str(tmp_path / "plain.zarr")])
     assert plain.exit_code == 0, plain.output
@@ -147,6 +148,9 @@ def test_cli_ingest_on_ray_stores_what_one_process_stores(pool, clip, model_home
         assert np.array_equal(a.read_frames().time_us, b.read_frames().time_us)
         assert a.num_faces == b.num_faces > 0 and b.num_embedded == b.num_faces
         np.testing.assert_allclose(a.read_faces().box, b.read_faces().box, atol=0.5)
+        # Online identification in the inference actors: every face has its live label.
+        assert b.num_labelled == b.num_faces
+        np.testing.assert_array_equal(a.read_labels(), b.read_labels())
 
 
 @pytest.mark.slow

@@ -1,0 +1,84 @@
+"""Online identification: a live HRI label for each face as it is stored.
+
+Used by ``streamface run`` and ``streamface ingest`` with ``--index-threshold``: one
+:class:`OnlineIndex` per stream, fed on the thread that commits the stream's faces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["OnlineIndex", "check_index_parameters"]
+
+
+def check_index_parameters(threshold: float | None, metric: str, analysis) -> None:
+    """Raise ValueError when online identification is asked for with impossible parameters."""
+    if threshold is None:
+        return
+    if analysis is None:
+        raise ValueError("index_threshold: online identification needs the analysis stage")
+    if not threshold > 0:
+        raise ValueError(f"index_threshold must be > 0, got {threshold!r}")
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"index_metric must be 'cosine' or 'euclidean', got {metric!r}")
+
+
+class OnlineIndex:
+    """A :class:`~streamface.hri.HierarchicalRetrievalIndex` over one stream's stored faces.
+
+    On a resumed stream the index is rebuilt by inserting the stored embeddings in
+    order, which gives exactly the tree of a run that never stopped; the labels this
+    yields must equal the stored ones, else the labels came from elsewhere (offline
+    clustering, another threshold) and continuing would mix two labelings.
+
+    Parameters
+    ----------
+    threshold : float
+        Distance threshold of the index (> 0).
+    metric : {"cosine", "euclidean"}
+    """
+
+    def __init__(self, threshold: float, metric: str) -> None:
+        self.threshold, self.metric = threshold, metric
+        self.index = None
+        self.labels: list[np.ndarray] = []
+
+    def resume(self, store_location, stream: str) -> None:
+        """Rebuild the index from what the stream already holds, before anything is added."""
+        from streamface.hri import HierarchicalRetrievalIndex
+        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
+
+        self.index = HierarchicalRetrievalIndex(self.threshold, self.metric)
+        self.labels = []
+        try:
+            stored = FaceStore.open(store_location, mode="r").stream(stream)
+        except (NotAStoreError, StreamNotFoundError):
+            return  # a new store or stream: nothing to resume
+        labelled = stored.num_labelled
+        if labelled:
+            rebuilt = self.index.insert(stored.read_embeddings(0, labelled))
+            if not np.array_equal(rebuilt, stored.read_labels()[:labelled]):
+                raise ValueError(
+                    f"stream {stream!r} has labels that an online index with threshold "
+                    f"{self.threshold} did not make; run without the online index, or "
+                    f"relabel with 'streamface index build'")
+            self.labels.append(rebuilt)
+
+    def label_new_faces(self, writer) -> None:
+        """Insert the faces ``writer`` has embedded but not labelled, and store their labels."""
+        labelled, embedded = writer.num_labelled, writer.num_embedded
+        if embedded > labelled:
+            new = self.index.insert(writer.read_embeddings(labelled, embedded))
+            writer.write_labels(new, start=labelled)
+            self.labels.append(new)
+
+    def save(self, store_location, stream: str) -> None:
+        """Keep the tree beside a local store (a remote store keeps only the labels)."""
+        from streamface.hri import HRIError
+
+        try:
+            self.index.save_to_store(store_location, stream,
+                                     face_labels=np.concatenate(self.labels) if self.labels
+                                     else np.empty(0, np.int64))
+        except HRIError:
+            pass  # a remote store: the labels are in the store, the tree is not kept
