@@ -424,3 +424,24 @@ def test_rotation_splits_a_stream_over_two_stores_with_nothing_lost_or_twice(cli
     # The info command sums the rotated stores given their base name.
     result = CliRunner().invoke(main, ["info", str(tmp_path / "news.zarr"), "--json"])
     assert result.exit_code == 0, result.output
+
+
+def test_rotation_gives_each_store_its_own_online_index(clip, model_home, tmp_path):  # noqa: F811
+    from streamface.cli import ingest_for_specs
+    from streamface.hri import HierarchicalRetrievalIndex, index_path_for_store
+    from streamface.ingest_config import StreamSpec
+    from streamface.store.rotation import StoreRotation, rotated_stores
+
+    o = ingest_options("--batch-size", "2", "--index-threshold", "0.5")
+    job = ingest_for_specs([StreamSpec("news", str(clip))], str(tmp_path / "news.zarr"), o, 0.05, None)
+    job.rotation = StoreRotation(tmp_path / "news.zarr", "hour", clock=_SteppingClock(calls=8))
+    assert not job.call().failed
+    stores = rotated_stores(tmp_path / "news.zarr")
+    assert len(stores) == 2
+    for location in stores:
+        part = FaceStore.open(location).stream("news")
+        assert part.num_faces > 0 and part.num_labelled == part.num_faces
+        # Labels start afresh in each period's store: its own tree over its own faces.
+        offline = HierarchicalRetrievalIndex(0.5, "cosine").insert(part.read_embeddings())
+        np.testing.assert_array_equal(part.read_labels(), offline)
+        assert HierarchicalRetrievalIndex.load(index_path_for_store(location, "news")).size == part.num_faces
