@@ -17,6 +17,11 @@ Cases (medians of ``--repeat`` runs):
   add up to more than 100%);
 * efficiency = (decode-only time + raw model time for the same kept frames and faces,
   measured apart) / pipeline time;
+* the CPU budget: the process's CPU seconds (all threads) of the pipeline, of the
+  decode-only run and of the raw models; ``uncounted_cpu_s`` is the pipeline's CPU
+  beyond those two (selection, crops, encoding, store), and ``efficiency_ceiling`` is
+  the efficiency the pipeline would reach if it kept every usable core busy from start
+  to end (wall time = CPU seconds / cores): no overlap can lift it higher;
 * ``streamface ingest`` of the clip as 1 and as N concurrent streams (``--streams``),
   each configuration in its own subprocess: total frames/s and faces/s, per-stream
   latency from a kept frame's decoding to its commit, peak RSS (``VmHWM`` on Linux,
@@ -32,6 +37,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import platform
 import resource
 import statistics
@@ -55,17 +61,22 @@ def hardware() -> dict:
     return describe_hardware()
 
 
-def decode_only(clip: Path, *, keyframes: bool, rgb: bool) -> tuple[int, float]:
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def decode_only(clip: Path, *, keyframes: bool, rgb: bool) -> tuple[int, float, float]:
+    """Frames decoded, wall seconds, CPU seconds of this process."""
     from streamface.engine import VideoDecoder
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     n = 0
     with VideoDecoder(clip, keyframes_only=keyframes) as decoder:
         for frame in decoder:
             if rgb:
                 frame.rgb()
             n += 1
-    return n, time.perf_counter() - started
+    return n, time.perf_counter() - started, time.process_time() - cpu
 
 
 class StepTimer:
@@ -173,7 +184,9 @@ def run_pipeline(clip: Path, sample_fps: float | None, writes: str = "async") ->
             kept_frames.clear()
             kept_crops.clear()
             load_s = time.perf_counter() - models_started
+            cpu = time.process_time()
             summary = pipeline.call()
+            cpu_s = time.process_time() - cpu
     finally:
         for obj, attr, original in originals:
             setattr(obj, attr, original)
@@ -182,16 +195,17 @@ def run_pipeline(clip: Path, sample_fps: float | None, writes: str = "async") ->
     # 'store' counts the frame/face appends, 'analysis_writes' the embeddings and attributes.
     on_decoding_thread = DECODING_THREAD_STEPS if writes == "async" else tuple(named)
     named["decode_rgb"] = max(0.0, total - sum(v for k, v in named.items() if k in on_decoding_thread))
-    return {"writes": writes, "seconds": total, "model_load_s": load_s, "decoded": summary.capture.decoded,
+    return {"writes": writes, "seconds": total, "cpu_s": cpu_s, "model_load_s": load_s,
+            "decoded": summary.capture.decoded,
             "kept": summary.capture.kept, "faces": summary.extraction.faces,
             "fps": summary.capture.decoded / total, "faces_per_s": summary.extraction.faces / total,
             "share": {k: v / total for k, v in sorted(named.items())}, "_frames": kept_frames,
             "_crops": kept_crops}
 
 
-def raw_model_time(frames: list, crops: list, repeat: int = 3) -> float:
-    """Detector on the kept frames + recognizer on the same aligned crops, measured apart
-    (median of ``repeat``).
+def raw_model_time(frames: list, crops: list, repeat: int = 3) -> tuple[float, float]:
+    """Detector on the kept frames + recognizer on the same aligned crops, measured apart:
+    wall and CPU seconds (medians of ``repeat``).
 
     The crops are the ones the pipeline embedded, not stand-ins: ONNX Runtime runs SFace
     about twice as fast on all-zero crops as on real faces (measured), which would make
@@ -205,13 +219,14 @@ def raw_model_time(frames: list, crops: list, repeat: int = 3) -> float:
     detector.detect(frames[:1])
     aligned = np.concatenate(crops) if crops else np.zeros((0, recognizer.size, recognizer.size, 3), np.uint8)
     recognizer.embed_aligned(aligned[:1])
-    seconds = []
+    seconds, cpu_seconds = [], []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         detector.detect(frames)
         recognizer.embed_aligned(aligned)
         seconds.append(time.perf_counter() - started)
-    return statistics.median(seconds)
+        cpu_seconds.append(time.process_time() - cpu)
+    return statistics.median(seconds), statistics.median(cpu_seconds)
 
 
 def ingest_child(clip: Path, streams: int, sample_fps: float | None) -> dict:
@@ -314,8 +329,9 @@ def main(argv: list[str] | None = None) -> dict:
                 runs[label][-1].pop("_crops")
 
     for label, timed in decoded.items():
-        seconds = statistics.median(s for _, s in timed)
-        result["decode"][label] = {"frames": timed[0][0], "seconds": seconds, "fps": timed[0][0] / seconds}
+        seconds = statistics.median(s for _, s, _ in timed)
+        result["decode"][label] = {"frames": timed[0][0], "seconds": seconds, "fps": timed[0][0] / seconds,
+                                   "cpu_s": statistics.median(c for *_, c in timed)}
 
     def median_run(label):
         return sorted(runs[label], key=lambda r: r["seconds"])[len(runs[label]) // 2]
@@ -324,14 +340,21 @@ def main(argv: list[str] | None = None) -> dict:
     for mode, fps in modes:
         decode_label = "keyframes_rgb" if fps is None else "all_frames_rgb"
         # Per round: decode-only + raw model time, the numerator of that round's efficiency.
-        ideal = [s + r for (_, s), r in zip(decoded[decode_label], raw[mode])]
+        ideal = [s + r for (_, s, _), (r, _) in zip(decoded[decode_label], raw[mode])]
+        counted_cpu = [c + rc for (*_, c), (_, rc) in zip(decoded[decode_label], raw[mode])]
+        cores = usable_cores()
 
         def efficiency(label):
             return statistics.median(i / r["seconds"] for i, r in zip(ideal, runs[label]))
         for writes in ("sync", "async"):
-            best = median_run(f"{mode}_{writes}")
-            best["raw_model_s"] = statistics.median(raw[mode])
-            best["efficiency"] = efficiency(f"{mode}_{writes}")
+            label = f"{mode}_{writes}"
+            best = median_run(label)
+            best["raw_model_s"] = statistics.median(r for r, _ in raw[mode])
+            best["raw_model_cpu_s"] = statistics.median(c for _, c in raw[mode])
+            best["efficiency"] = efficiency(label)
+            best["uncounted_cpu_s"] = statistics.median(r["cpu_s"] - c for c, r in zip(counted_cpu, runs[label]))
+            best["efficiency_ceiling"] = statistics.median(i / (r["cpu_s"] / cores)
+                                                           for i, r in zip(ideal, runs[label]))
             result["pipeline"][f"{mode}_{writes}"] = best
         for n in args.streams:
             best = median_run(f"ingest_{mode}_x{n}")
@@ -354,6 +377,8 @@ def main(argv: list[str] | None = None) -> dict:
     for mode, r in result["pipeline"].items():
         print(f"{mode:<12}{r['decoded']:>8}{r['kept']:>6}{r['faces']:>7}{r['seconds']:>9.2f}"
               f"{r['fps']:>8.1f}{r['faces_per_s']:>9.1f}{r['efficiency']:>6.2f}")
+        print(f"  CPU: {r['cpu_s']:.2f} s, of which {r['uncounted_cpu_s']:.2f} s beyond decode + models; "
+              f"efficiency ceiling on {usable_cores()} cores {r['efficiency_ceiling']:.2f}")
         print("  share: " + ", ".join(f"{k} {v:.0%}" for k, v in r["share"].items()))
     if result["ingest"]:
         print(f"{'ingest':<14}{'frames':>7}{'faces':>6}{'seconds':>8}{'fps':>7}{'faces/s':>8}"
