@@ -22,16 +22,23 @@ def run(clip, store, *extra):  # noqa: F811
                                      "--index-threshold", str(THRESHOLD), *extra])
 
 
+def in_two_parts(command, store, streams) -> dict:
+    """``command(*extra)`` on the clip's first 20 s, then on the rest into the same store:
+    each stream's labelled faces after the first part."""
+    first = command("--duration", "20")
+    assert first.exit_code == 0, first.output
+    labelled_first = {name: FaceStore.open(store).stream(name).num_labelled for name in streams}
+    second = command()
+    assert second.exit_code == 0, second.output
+    return labelled_first
+
+
 @pytest.fixture(scope="module")
 def resumed(clip, model_home, tmp_path_factory):  # noqa: F811
     """The clip's first 20 s, then the rest in a second run on the same store."""
     store = tmp_path_factory.mktemp("online") / "sky.zarr"
-    first = run(clip, store, "--duration", "20")
-    assert first.exit_code == 0, first.output
-    labelled_first = FaceStore.open(store).stream(STREAM).num_labelled
-    second = run(clip, store)
-    assert second.exit_code == 0, second.output
-    return store, labelled_first
+    labelled_first = in_two_parts(lambda *extra: run(clip, store, *extra), store, [STREAM])
+    return store, labelled_first[STREAM]
 
 
 def test_every_stored_face_gets_a_live_label(resumed):
@@ -85,12 +92,7 @@ def ingest(clip, store, *extra, threshold=THRESHOLD):  # noqa: F811
 def ingested(clip, model_home, tmp_path_factory):  # noqa: F811
     """Two streams of the clip: the first 20 s, then the rest in a second ingest."""
     store = tmp_path_factory.mktemp("online-ingest") / "news.zarr"
-    first = ingest(clip, store, "--duration", "20")
-    assert first.exit_code == 0, first.output
-    labelled_first = {n: FaceStore.open(store).stream(n).num_labelled for n in INGEST_STREAMS}
-    second = ingest(clip, store)
-    assert second.exit_code == 0, second.output
-    return store, labelled_first
+    return store, in_two_parts(lambda *extra: ingest(clip, store, *extra), store, INGEST_STREAMS)
 
 
 @pytest.mark.parametrize("name", INGEST_STREAMS)
