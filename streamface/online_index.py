@@ -41,7 +41,6 @@ class OnlineIndex:
     def __init__(self, threshold: float, metric: str) -> None:
         self.threshold, self.metric = threshold, metric
         self.index = None
-        self.labels: list[np.ndarray] = []
 
     def resume(self, store_location, stream: str) -> None:
         """Rebuild the index from what the stream already holds, before anything is added."""
@@ -49,7 +48,6 @@ class OnlineIndex:
         from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
 
         self.index = HierarchicalRetrievalIndex(self.threshold, self.metric)
-        self.labels = []
         try:
             stored = FaceStore.open(store_location, mode="r").stream(stream)
         except (NotAStoreError, StreamNotFoundError):
@@ -62,7 +60,6 @@ class OnlineIndex:
                     f"stream {stream!r} has labels that an online index with threshold "
                     f"{self.threshold} did not make; run without the online index, or "
                     f"relabel with 'streamface index build'")
-            self.labels.append(rebuilt)
 
     def label_new_faces(self, writer) -> None:
         """Insert the faces ``writer`` has embedded but not labelled, and store their labels."""
@@ -70,15 +67,21 @@ class OnlineIndex:
         if embedded > labelled:
             new = self.index.insert(writer.read_embeddings(labelled, embedded))
             writer.write_labels(new, start=labelled)
-            self.labels.append(new)
 
     def save(self, store_location, stream: str) -> None:
-        """Keep the tree beside a local store (a remote store keeps only the labels)."""
-        from streamface.hri import HRIError
+        """Keep the tree beside a local store, with the stream's labels read back from it
+        (a remote store keeps only the labels). Call once the stream's commits are done."""
+        from streamface.hri import HRIError, index_path_for_store
+        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
 
         try:
-            self.index.save_to_store(store_location, stream,
-                                     face_labels=np.concatenate(self.labels) if self.labels
-                                     else np.empty(0, np.int64))
+            path = index_path_for_store(store_location, stream)
         except HRIError:
-            pass  # a remote store: the labels are in the store, the tree is not kept
+            return  # a remote store: the labels are in the store, the tree is not kept
+        # Read back once here rather than kept in memory: a stream ingested for weeks
+        # would otherwise hold an array per commit for the whole run.
+        try:
+            labels = FaceStore.open(store_location, mode="r").stream(stream).read_labels()
+        except (NotAStoreError, StreamNotFoundError):
+            labels = np.empty(0, np.int64)  # nothing was stored
+        self.index.save(path, face_labels=labels)

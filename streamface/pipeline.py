@@ -22,7 +22,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-
 from streamface.commit_queue import CommitQueue
 from streamface.face_analysis import AnalysisSummary, FaceAnalysis, first_unanalysed
 from streamface.face_extraction import ExtractionSummary, FaceExtraction

@@ -62,6 +62,12 @@ def test_the_index_is_saved_beside_the_store_and_continues(resumed):
     saved = HierarchicalRetrievalIndex.load(index_path_for_store(store, STREAM))
     assert saved.size == stream.num_faces
     assert saved.num_labels == len(np.unique(stream.read_labels()))
+    assert_saved_face_labels_are_the_stored_ones(store, STREAM)
+
+
+def assert_saved_face_labels_are_the_stored_ones(store, name):
+    with np.load(index_path_for_store(store, name)) as saved:
+        np.testing.assert_array_equal(saved["face_labels"], FaceStore.open(store).stream(name).read_labels())
 
 
 def test_labels_from_another_threshold_are_not_mixed(clip, model_home, tmp_path):  # noqa: F811
@@ -105,6 +111,7 @@ def test_ingest_labels_every_face_of_each_stream_as_one_index_over_it(ingested, 
     np.testing.assert_array_equal(stream.read_labels(), offline)
     saved = HierarchicalRetrievalIndex.load(index_path_for_store(store, name))
     assert saved.size == stream.num_faces
+    assert_saved_face_labels_are_the_stored_ones(store, name)
 
 
 def test_ingest_labels_equal_runs(ingested, resumed):
