@@ -42,6 +42,8 @@ from streamface.kernels.quality import (  # noqa: E402
     blur_score,
     emptiness,
     frame_similarity,
+    gray,
+    resize_nearest,
 )
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,6 +124,21 @@ def select_keyframes_ours(frames, threads=None) -> list[str]:
     return decisions
 
 
+def select_keyframes_rgb_scores(frames) -> list[str]:
+    """Our kernels each on the RGB frame (the selector before it shared one gray image)."""
+    decisions, last_kept = [], None
+    for frame in frames:
+        empty = emptiness(frame, threads=1)
+        blur = blur_score(frame, threads=1) if empty <= EMPTY_THRESHOLD else 0.0
+        similar = 0.0
+        if empty <= EMPTY_THRESHOLD and blur >= BLUR_THRESHOLD and last_kept is not None:
+            similar = frame_similarity(frame, last_kept, threads=1)
+        decisions.append(decide(empty, blur, similar))
+        if decisions[-1] == "keep":
+            last_kept = frame
+    return decisions
+
+
 def select_keyframes_opencv_shared(frames) -> list[str]:
     """A tighter OpenCV baseline than the seed's: one gray/resize per frame, reused."""
     decisions, last_small = [], None
@@ -179,6 +196,8 @@ class Case:
     reference_label: str = "opencv"
     # Checks the two results (raise AssertionError on disagreement); None: no check.
     check: Callable[[object, object], None] | None = None
+    # Both sides take the gray frames instead of the RGB ones.
+    gray_input: bool = False
     results: dict = field(default_factory=dict)
 
 
@@ -216,11 +235,19 @@ def quality_cases(frames) -> list[Case]:
              check=close(rel=1e-2)),
         Case("frame_similarity (1280x720)", per_pair(frame_similarity, threaded=True),
              per_pair(seed_similarity), check=close(abs_=1e-3)),
+        Case("gray (RGB2GRAY, 1080p)", per_frame(gray, threaded=True), per_frame(seed_gray),
+             check=lambda ours, ref: np.testing.assert_array_equal(ours, ref)),
+        Case("resize_nearest (gray 1080p -> 720p)",
+             lambda frames, threads: [resize_nearest(g, (1280, 720), threads=threads) for g in frames],
+             lambda frames: [cv2.resize(g, (1280, 720), interpolation=cv2.INTER_NEAREST) for g in frames],
+             check=lambda ours, ref: np.testing.assert_array_equal(ours, ref), gray_input=True),
         Case("keyframe selection (seed code)", select_keyframes_ours, select_keyframes_seed,
              reference_label="seed", check=same_decisions),
         Case("keyframe selection (opencv, gray shared)", select_keyframes_ours,
              select_keyframes_opencv_shared, reference_label="opencv-shared",
              check=same_decisions),
+        Case("keyframe selection (ours, RGB per score)", select_keyframes_ours,
+             select_keyframes_rgb_scores, reference_label="ours-rgb", check=same_decisions),
     ]
 
 
@@ -325,10 +352,11 @@ def main(argv=None) -> int:
     cases = [case for group in CASE_GROUPS for case in group(frames)]
     # All single-threaded runs first: idle OpenMP workers spin for a while after a
     # parallel region and would slow the single-threaded OpenCV runs.
+    gray_frames = [seed_gray(f) for f in frames]
     for case in cases:
-        run_case(case, frames, args.repeats)
+        run_case(case, gray_frames if case.gray_input else frames, args.repeats)
     for case in cases:
-        run_case_threads(case, frames, args.repeats, args.threads)
+        run_case_threads(case, gray_frames if case.gray_input else frames, args.repeats, args.threads)
     print_table(cases, args.threads)
 
     decisions = select_keyframes_ours(frames)

@@ -9,7 +9,7 @@ their meaning.
 
 from streamface.kernels.geometry import ARCFACE_TEMPLATE, align_faces, crop_faces
 from streamface.kernels.preprocess import Letterbox, preprocess_batch
-from streamface.kernels.quality import blur_score, emptiness, frame_similarity
+from streamface.kernels.quality import blur_score, emptiness, frame_similarity, gray, resize_nearest
 
 __all__ = [
     "ARCFACE_TEMPLATE",
@@ -19,5 +19,7 @@ __all__ = [
     "crop_faces",
     "emptiness",
     "frame_similarity",
+    "gray",
     "preprocess_batch",
+    "resize_nearest",
 ]

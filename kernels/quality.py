@@ -34,6 +34,8 @@ __all__ = [
     "blur_score",
     "emptiness",
     "frame_similarity",
+    "gray",
+    "resize_nearest",
 ]
 
 #: Frame size (width, height) the seed resizes keyframes to before the blur score.
@@ -59,6 +61,75 @@ def _crop_margin(length: int, crop: float) -> int:
     # The seed's crop: int(length * crop) pixels off each end (the tests' OpenCV
     # reference crops with the same formula).
     return int(length * crop)
+
+
+def gray(image, *, threads=None) -> np.ndarray:
+    """The gray image every score starts from: ``cv2.cvtColor(image, COLOR_RGB2GRAY)``.
+
+    Compute it once per frame and pass it to :func:`emptiness`, :func:`blur_score`
+    and :func:`frame_similarity`: each gives the same result from the gray image as
+    from the RGB one, without converting the frame again.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        uint8 image, RGB ``(H, W, 3)`` or already grayscale ``(H, W)`` / ``(H, W, 1)``.
+    threads : int or None, default None
+        OpenMP threads; None uses OpenMP's default.
+
+    Returns
+    -------
+    numpy.ndarray of uint8, shape (H, W)
+        Bit-exact with OpenCV; grayscale input comes back as an (H, W) view.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gray(np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8))
+    array([[ 76, 150,  29]], dtype=uint8)
+    """
+    image = as_image(image, "image")
+    threads = _threads(threads)
+    if image.ndim == 2 or image.shape[2] == 1:
+        return image.reshape(image.shape[0], image.shape[1])
+    out = np.empty(image.shape[:2], np.uint8)
+    _quality.gray(image, out, threads)
+    return out
+
+
+def resize_nearest(image, size, *, threads=None) -> np.ndarray:
+    """``cv2.resize(image, size, interpolation=INTER_NEAREST)``, the resize of the scores.
+
+    :func:`frame_similarity` of two images already resized to its ``size`` (pass
+    ``size=None`` then) equals that of the originals, so a frame compared with many
+    others is resized once.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        uint8 image, ``(H, W)``, ``(H, W, 1)`` or ``(H, W, 3)``.
+    size : tuple of int
+        ``(width, height)`` of the result.
+    threads : int or None, default None
+        OpenMP threads; None uses OpenMP's default.
+
+    Returns
+    -------
+    numpy.ndarray of uint8
+        Shape ``(height, width)`` plus ``image``'s channel axis, if it has one.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> resize_nearest(np.arange(16, dtype=np.uint8).reshape(4, 4), (2, 2))
+    array([[ 0,  2],
+           [ 8, 10]], dtype=uint8)
+    """
+    image = as_image(image, "image")
+    width, height = as_size(size, "size")
+    out = np.empty((height, width) + image.shape[2:], np.uint8)
+    _quality.resize_nearest(_as_hwc(image), _as_hwc(out), _threads(threads))
+    return out
 
 
 def blur_score(image, resize=BLUR_RESIZE, crop=BLUR_CROP, *, threads=None) -> float:

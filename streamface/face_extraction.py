@@ -31,6 +31,7 @@ from PIL import Image
 
 from streamface import kernels
 from streamface.engine import box_iou, load_detector
+from streamface.kernels.quality import SIMILARITY_SIZE
 from streamface.store import FaceRecords, FaceStore, FrameRecords, NO_MATCH, StoreError
 from streamface.store.export import export_seed_layout
 from streamface.store.names import parse_capture_time
@@ -50,7 +51,9 @@ _FRAME_FILE = re.compile(r"^(?P<name>[A-Za-z0-9._-]+?)_frame_(?P<time>\d{20})\.(
 class _Previous:
     """What track matching needs of an earlier frame."""
 
-    rgb: np.ndarray
+    #: The gray frame at the similarity size (what ``frame_similarity`` compares);
+    #: None for a frame without faces, which never matches.
+    small: np.ndarray | None
     boxes: np.ndarray
     tracks: np.ndarray
 
@@ -122,11 +125,14 @@ class FaceExtractor:
             # Track id of a face: the row of the first face of its track, so every face
             # carries one and matched faces share it (the export pairs consecutive ones).
             tracks = np.arange(row, row + n, dtype=np.int64)
-            earlier = self._match(rgb, faces["box"])
+            # Resized once and kept instead of the frame: a comparison then reads two
+            # small gray images, and the last two 1080p frames are not held.
+            small = _similarity_image(rgb, self.threads) if n else None
+            earlier = self._match(small, faces["box"])
             if earlier is not None:
                 tracks = earlier.tracks.copy()
                 self.summary.matched += n
-            self.previous = (self.previous + [_Previous(rgb, faces["box"], tracks)])[-2:]
+            self.previous = (self.previous + [_Previous(small, faces["box"], tracks)])[-2:]
             self.summary.frames += 1
             self.summary.faces += n
             row += n
@@ -163,14 +169,15 @@ class FaceExtractor:
         return {"score": scores, "box": boxes, "landmarks": landmarks, "crop": crop,
                 "crop_size": crop_size, "aligned": aligned, "blur": blur}
 
-    def _match(self, rgb: np.ndarray, boxes: np.ndarray) -> _Previous | None:
+    def _match(self, small: np.ndarray | None, boxes: np.ndarray) -> _Previous | None:
         """The seed's rule: the previous (or the one before) frame whose faces line up."""
         if len(boxes) == 0:
             return None
         for earlier in reversed(self.previous):
             if len(earlier.boxes) != len(boxes):
                 continue
-            if kernels.frame_similarity(rgb, earlier.rgb, threads=self.threads) <= self.match_thresholds[0]:
+            similarity = kernels.frame_similarity(small, earlier.small, size=None, threads=self.threads)
+            if similarity <= self.match_thresholds[0]:
                 continue
             iou = np.diag(box_iou(np.asarray(boxes, np.float32), np.asarray(earlier.boxes, np.float32)))
             if float(iou.mean()) > self.match_thresholds[1]:
@@ -374,6 +381,13 @@ def _rebase(faces: FaceRecords, first_frame: int) -> FaceRecords:
     return faces
 
 
+def _similarity_image(rgb: np.ndarray, threads: int | None = 1) -> np.ndarray:
+    """The gray frame at the similarity size that track matching compares (nearest resize,
+    then gray: the same pixels as ``frame_similarity``'s gray-then-resize)."""
+    small = kernels.resize_nearest(rgb, SIMILARITY_SIZE, threads=threads)
+    return kernels.gray(small, threads=threads)
+
+
 def _restore_previous(writer, start: int) -> list[_Previous]:
     """Rebuild the last two frames before ``start`` for track matching after a resume."""
     previous = []
@@ -385,5 +399,6 @@ def _restore_previous(writer, start: int) -> list[_Previous]:
         mine = faces.frame == index
         rows = np.flatnonzero(mine)
         tracks = np.where(faces.match[mine] != NO_MATCH, faces.match[mine], rows)  # older stores
-        previous.append(_Previous(decode_image(blob), faces.box[mine], tracks.astype(np.int64)))
+        small = _similarity_image(decode_image(blob)) if mine.any() else None
+        previous.append(_Previous(small, faces.box[mine], tracks.astype(np.int64)))
     return previous

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from streamface import kernels
+from streamface.kernels.quality import SIMILARITY_SIZE
+
+# The blur score resizes to the similarity's size too (BLUR_RESIZE), so one resized
+# gray image serves both; tests check the scores equal the kernels' on RGB frames.
+SCORE_SIZE = SIMILARITY_SIZE
 
 
 @dataclass
@@ -57,9 +62,17 @@ class KeyframeSelector:
     prefer_sharper : bool, default True
         See the module docstring.
     threads : int or None, default 1
-        Kernel threads. One is the default: a 1080p frame takes ~5 ms per score on one
-        core, and OpenMP teams lose to the decoder and inference threads (measured 4x
+        Kernel threads. One is the default: a 1080p frame takes ~10 ms on one core,
+        and OpenMP teams lose to the decoder and inference threads (measured 4x
         slower with 2 threads on a busy 2-core machine); None uses every core.
+
+    Notes
+    -----
+    A frame is converted to gray once, and resized once to the similarity size; the
+    blur score and the similarity read that small image (the kernels' nearest resize
+    of an image already at the size is the image itself, so the scores are the same
+    as from the RGB frame), and the last kept frame's small image is kept for the
+    next comparison.
     """
 
     def __init__(self, empty_threshold: float = 0.95, blur_threshold: float = 50,
@@ -71,7 +84,7 @@ class KeyframeSelector:
         self.prefer_sharper = bool(prefer_sharper)
         self.threads = threads
         self.counts = SelectionCounts()
-        self._last_rgb: np.ndarray | None = None
+        self._last_small: np.ndarray | None = None
         self._held: Candidate | None = None
 
     def offer(self, item, rgb: np.ndarray) -> list[Candidate]:
@@ -80,26 +93,29 @@ class KeyframeSelector:
         ``item`` is handed back untouched in :attr:`Candidate.item` (e.g. the decoded frame).
         """
         self.counts.seen += 1
-        empty = kernels.emptiness(rgb, threads=self.threads)
+        gray = kernels.gray(rgb, threads=self.threads)
+        empty = kernels.emptiness(gray, threads=self.threads)
         if empty > self.empty_threshold:
             self.counts.empty += 1
             return []
-        blur = kernels.blur_score(rgb, threads=self.threads)
+        small = kernels.resize_nearest(gray, SCORE_SIZE, threads=self.threads)
+        blur = kernels.blur_score(small, threads=self.threads)
         if blur < self.blur_threshold:
             self.counts.blurred += 1
             return []
-        similarity = (float("nan") if self._last_rgb is None
-                      else kernels.frame_similarity(rgb, self._last_rgb, threads=self.threads))
+        similarity = (float("nan") if self._last_small is None
+                      else kernels.frame_similarity(small, self._last_small, size=None,
+                                                    threads=self.threads))
         candidate = Candidate(item, rgb, empty, blur, similarity)
         if similarity > self.similarity_threshold:
             if self.prefer_sharper and self._held is not None and blur > self._held.blur:
                 candidate.similarity = self._held.similarity
                 self._held = candidate
-                self._last_rgb = rgb
+                self._last_small = small
                 self.counts.replaced += 1
             self.counts.similar += 1
             return []
-        self._last_rgb = rgb
+        self._last_small = small
         self.counts.kept += 1
         if not self.prefer_sharper:
             return [candidate]

@@ -22,9 +22,13 @@ cv2 = pytest.importorskip("cv2")
 
 from streamface.kernels import _quality  # noqa: E402
 from streamface.kernels.quality import (  # noqa: E402
+    BLUR_RESIZE,
+    SIMILARITY_SIZE,
     blur_score,
     emptiness,
     frame_similarity,
+    gray,
+    resize_nearest,
 )
 
 # The seed's keyframe thresholds (SEED_NOTES §1).
@@ -154,6 +158,27 @@ def test_emptiness_equals_opencv_on_real_frames(skynews_frames):
 def test_edge_map_equals_opencv_canny_pixel_for_pixel(skynews_frames):
     for name, frame in skynews_frames[:4]:
         np.testing.assert_array_equal(our_canny(frame), ref_canny(frame), err_msg=name)
+
+
+def test_scores_from_gray_and_resized_gray_equal_the_rgb_scores_on_real_frames(skynews_frames):
+    # What the keyframe selector relies on: one gray image and one resized copy per
+    # frame give every score exactly as the RGB frame does.
+    assert BLUR_RESIZE == SIMILARITY_SIZE
+    frames = [f for _, f in skynews_frames]
+    smalls = []
+    for (name, frame) in skynews_frames:
+        g = gray(frame)
+        np.testing.assert_array_equal(g, ref_gray(frame), err_msg=name)
+        small = resize_nearest(g, SIMILARITY_SIZE)
+        np.testing.assert_array_equal(
+            small, cv2.resize(ref_gray(frame), SIMILARITY_SIZE, interpolation=cv2.INTER_NEAREST))
+        assert emptiness(g) == emptiness(frame), name
+        assert blur_score(small) == blur_score(frame), name
+        smalls.append(small)
+    for i in range(1, len(frames)):
+        expected = frame_similarity(frames[i], frames[i - 1])
+        assert frame_similarity(smalls[i], smalls[i - 1], size=None) == expected
+        assert frame_similarity(frames[i], smalls[i - 1]) == expected
 
 
 def select_keyframes(frames, empty_fn, blur_fn, similarity_fn) -> list[str]:
@@ -314,6 +339,21 @@ def test_gray_conversion_equals_opencvs_for_every_colour():
     assert frame_similarity(rgb, gray, size=None) == 1.0
 
 
+def test_gray_of_gray_input_is_a_view_and_of_rgb_a_new_image():
+    g = np.random.default_rng(13).integers(0, 256, (5, 7), dtype=np.uint8)
+    assert np.shares_memory(gray(g), g) and gray(g).shape == (5, 7)
+    assert np.shares_memory(gray(g[:, :, None]), g)
+    rgb = np.repeat(g[:, :, None], 3, axis=2)
+    np.testing.assert_array_equal(gray(rgb), g)  # equal weights sum to one
+
+
+def test_gray_does_not_depend_on_the_thread_count():
+    rgb = np.random.default_rng(14).integers(0, 256, (1080, 1920, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(gray(rgb, threads=1), gray(rgb, threads=2))
+    np.testing.assert_array_equal(resize_nearest(rgb, (1280, 720), threads=1),
+                                  resize_nearest(rgb, (1280, 720), threads=3))
+
+
 def test_grayscale_layouts_give_the_same_scores():
     rgb = np.random.default_rng(8).integers(0, 256, (90, 160, 3), dtype=np.uint8)
     gray = ref_gray(rgb)
@@ -368,6 +408,10 @@ def test_bad_images_raise_value_error(image):
         frame_similarity(image, GOOD)
     with pytest.raises(ValueError):
         frame_similarity(GOOD, image)
+    with pytest.raises(ValueError):
+        gray(image)
+    with pytest.raises(ValueError):
+        resize_nearest(image, (4, 4))
 
 
 @pytest.mark.parametrize("resize", [(0, 720), (1280, -1), (1280,), "ab", 5])
@@ -376,6 +420,8 @@ def test_bad_sizes_raise_value_error(resize):
         blur_score(GOOD, resize=resize)
     with pytest.raises(ValueError, match="size"):
         frame_similarity(GOOD, GOOD, size=resize)
+    with pytest.raises(ValueError, match="size"):
+        resize_nearest(GOOD, resize)
 
 
 @pytest.mark.parametrize("crop", [-0.1, 0.5, 1.0, "a", float("nan")])
@@ -392,7 +438,8 @@ def test_unresized_similarity_of_different_sizes_raises_value_error():
 @pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
 def test_bad_thread_count_raises_value_error(bad):
     frame = np.zeros((8, 8), np.uint8)
-    for kernel in (blur_score, emptiness, lambda f, threads: frame_similarity(f, f, threads=threads)):
+    for kernel in (blur_score, emptiness, lambda f, threads: frame_similarity(f, f, threads=threads),
+                   gray, lambda f, threads: resize_nearest(f, (4, 4), threads=threads)):
         with pytest.raises(ValueError, match="threads"):
             kernel(frame, threads=bad)
 
@@ -430,8 +477,10 @@ def test_concurrent_calls_from_a_thread_pool_are_correct():
         lambda f: blur_score(f, resize=None, crop=None),
         emptiness,
         lambda f: frame_similarity(f, f, size=None),
+        gray,
+        lambda f: resize_nearest(f, (1920, 1080)),
     ],
-    ids=["blur_score", "emptiness", "frame_similarity"],
+    ids=["blur_score", "emptiness", "frame_similarity", "gray", "resize_nearest"],
 )
 def test_kernels_release_the_gil(kernel):
     # With a huge switch interval CPython never takes the GIL away from a running
@@ -519,3 +568,13 @@ def test_frame_similarity_is_in_unit_range_and_agrees_with_opencv(a, b, size):
 @given(images(), st.sampled_from([None, (1, 1), (9, 5), (40, 30)]))
 def test_frame_similarity_of_a_frame_with_itself_is_one(a, size):
     assert frame_similarity(a, a, size=size) == 1.0
+
+
+@PROPERTY
+@given(images(), st.sampled_from([(1, 1), (7, 3), (24, 24), (50, 9)]))
+def test_gray_and_resize_nearest_equal_opencvs(image, size):
+    np.testing.assert_array_equal(gray(image), ref_gray(image))
+    expected = cv2.resize(image, size, interpolation=cv2.INTER_NEAREST)
+    if image.ndim == 3 and image.shape[2] == 1:
+        expected = expected.reshape(size[1], size[0], 1)  # OpenCV drops a single channel
+    np.testing.assert_array_equal(resize_nearest(image, size), expected)

@@ -96,6 +96,41 @@ def test_faces_of_consecutive_similar_frames_share_a_track(model_home):  # noqa:
     assert other.match.tolist() == [12]
 
 
+def test_track_matching_on_real_frames_follows_the_seeds_rule(skynews_frames, model_home):  # noqa: F811
+    # The extractor compares small gray images it keeps instead of the frames: the
+    # decisions must be those of the seed's rule on the RGB frames.
+    from streamface.engine import Detections
+    from streamface.face_extraction import FaceExtractor
+
+    class OneFace:
+        def detect(self, frames):
+            box = np.array([[800, 300, 200, 260]], np.float32)
+            lm = np.array([[[850, 400], [950, 400], [900, 450], [860, 500], [940, 500]]], np.float32)
+            return [Detections(box, lm, np.array([0.9], np.float32)) for _ in frames]
+
+    frames = [f for _, f in skynews_frames[:6]]
+    rng = np.random.default_rng(1)
+    sequence = []
+    for frame in frames:
+        noisy = np.clip(frame.astype(np.int16) + rng.integers(-20, 21, frame.shape), 0, 255)
+        sequence += [frame, noisy.astype(np.uint8)]
+    expected, previous = [], []
+    for row, rgb in enumerate(sequence):
+        track = row
+        for earlier_rgb, earlier_track in reversed(previous):
+            if kernels.frame_similarity(rgb, earlier_rgb) > 0.75:
+                track = earlier_track
+                break
+        expected.append(track)
+        previous = (previous + [(rgb, track)])[-2:]
+    extractor = FaceExtractor(OneFace(), blur_threshold=0)
+    got = []
+    for start in range(0, len(sequence), 3):  # batches: matching carries across calls
+        got += extractor.process(sequence[start:start + 3], first_row=start).match.tolist()
+    assert got == expected
+    assert len(set(got)) < len(got) and len(set(got)) > 1  # some matched, some not
+
+
 def test_seed_usage_capture_then_extract_in_the_same_folder(skynews, model_home, tmp_path):  # noqa: F811
     from streamface.stream_capture import StreamCapture
 
