@@ -44,13 +44,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streamface.batch_commit import BatchCommit
 from streamface.commit_queue import CommitQueue
 from streamface.face_analysis import first_unanalysed
 from streamface.face_extraction import ExtractionSummary, _restore_previous
 from streamface.keyframes import Candidate
 from streamface.online_index import OnlineIndex, check_index_parameters
-from streamface.store import FaceRecords
-from streamface.stream_capture import frame_records
 
 __all__ = ["Ingest", "IngestSummary", "StreamCounters"]
 
@@ -89,6 +88,13 @@ class StreamCounters:
     latency_max_s: float = 0.0
     error: str | None = None
     seconds: float = 0.0
+
+    def committed(self, batch) -> None:
+        """Count a stored :class:`~streamface.batch_commit.BatchCommit`: its faces, and the
+        latency of each of its frames from decoding to commit."""
+        now = time.monotonic()
+        self.faces += len(batch.faces)
+        self.add_latency([now - c.item.decoded_at for c in batch.candidates])
 
     def add_latency(self, seconds: list[float]) -> None:
         if seconds:
@@ -717,8 +723,8 @@ class Ingest:
         for (work, candidates, frames, faces, start), emb in zip(batches, embeddings):
             attributes = (self._analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(frames)))
                           if emb is not None and len(faces) else {})
-            self._stage(work, _CommitJob(self._analyzer, work.capture, work.counters,
-                                         candidates, faces, start, emb, attributes, work.online))
+            self._stage(work, BatchCommit(self._analyzer, work.capture, candidates, faces, start,
+                                          emb, attributes, work.online, work.counters.committed))
         self._commit_due()
 
     def _report_batch(self, stage: str, size: int, seconds: float) -> None:
@@ -727,7 +733,7 @@ class Ingest:
 
     # ---- commits --------------------------------------------------------------------------------
 
-    def _stage(self, work: _StreamWork, job: _CommitJob) -> None:
+    def _stage(self, work: _StreamWork, job: BatchCommit) -> None:
         """Hold ``job`` back to merge it with the stream's next ones (see ``commit_wait``)."""
         if work.staged is not None:
             merged = work.staged.merge(job)
@@ -766,53 +772,3 @@ class Ingest:
             except Exception as exc:  # noqa: BLE001
                 work.fail(exc)
         work.counters.seconds = time.monotonic() - self._started
-
-
-@dataclass
-class _CommitJob:
-    """One stream's share of a batch, committed on the stream's commit thread."""
-
-    analyzer: object
-    capture: object
-    counters: StreamCounters
-    candidates: list
-    faces: FaceRecords
-    start: int
-    embeddings: np.ndarray | None
-    attributes: dict
-    online: OnlineIndex | None = None
-
-    def merge(self, later: _CommitJob) -> _CommitJob | None:
-        """This batch and ``later`` (of the same stream) as one commit."""
-        if not isinstance(later, _CommitJob) or (self.embeddings is None) != (later.embeddings is None):
-            return None
-        shifted = copy.copy(later.faces)
-        shifted.frame = later.faces.frame + len(self.candidates)
-        faces = FaceRecords.concat([f for f in (self.faces, shifted) if len(f)]) if len(shifted) else self.faces
-        embeddings = (None if self.embeddings is None else
-                      np.concatenate([e for e in (self.embeddings, later.embeddings) if len(e)]
-                                     or [self.embeddings]))
-        attributes = {name: (np.concatenate([values, later.attributes[name][0]]), classes)
-                      for name, (values, classes) in self.attributes.items()
-                      if name in later.attributes}
-        if not len(self.faces):
-            attributes = later.attributes
-        elif not len(later.faces):
-            attributes = self.attributes
-        elif attributes.keys() != later.attributes.keys():
-            return None
-        return _CommitJob(self.analyzer, self.capture, self.counters, self.candidates + later.candidates,
-                          faces, self.start, embeddings, attributes, self.online)
-
-    def __call__(self, writer) -> None:
-        # The frames and their faces in one commit, then the embeddings and attributes.
-        frames = frame_records(self.candidates, self.capture.image_format, self.capture.jpeg_quality)
-        writer.append(frames, self.faces)
-        writer.flush()
-        if self.analyzer is not None and self.embeddings is not None:
-            self.analyzer.write(writer, self.start, self.embeddings, self.attributes)
-            if self.online is not None:
-                self.online.label_new_faces(writer)
-        now = time.monotonic()
-        self.counters.faces += len(self.faces)
-        self.counters.add_latency([now - c.item.decoded_at for c in self.candidates])

@@ -22,11 +22,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamface.batch_commit import BatchCommit
 from streamface.commit_queue import CommitQueue
 from streamface.face_analysis import AnalysisSummary, FaceAnalysis, first_unanalysed
 from streamface.face_extraction import ExtractionSummary, FaceExtraction
 from streamface.online_index import OnlineIndex, check_index_parameters
-from streamface.stream_capture import CaptureSummary, StreamCapture, frame_records, store_path
+from streamface.stream_capture import CaptureSummary, StreamCapture, store_path
 
 __all__ = ["Pipeline", "PipelineSummary", "stop_on_signals"]
 
@@ -121,13 +122,17 @@ class Pipeline:
         def infer(kept):
             nonlocal next_row
             images = [c.rgb for c in kept]
-            faces = extractor.process(images, next_row)
+            start = next_row
+            faces = extractor.process(images, start)
             next_row += len(faces)
-            computed = None
-            if analyzer is not None and len(faces):
-                computed = (analyzer.embed(faces.aligned),
-                            analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(images))))
-            stages[1].submit(lambda w: self._commit(w, kept, faces, analyzer, computed, online))
+            embeddings, attributes = None, {}
+            if analyzer is not None:
+                embeddings = analyzer.embed(faces.aligned)
+                if len(faces):
+                    attributes = analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(images)))
+            # Batches waiting behind a slow store merge into one commit (BatchCommit.merge).
+            stages[1].submit(BatchCommit(analyzer, self.capture, kept, faces, start, embeddings,
+                                         attributes, online))
 
         def on_keyframes(writer, kept):
             nonlocal next_row
@@ -159,18 +164,6 @@ class Pipeline:
         analysis = analyzer.summary if analyzer is not None else AnalysisSummary(store=capture.store)
         return PipelineSummary(capture, extraction, analysis, time.monotonic() - started,
                                started - loading)
-
-    def _commit(self, writer, kept, faces, analyzer, computed, online) -> None:
-        """One batch (on the commit queue's thread): frames and faces in one commit, then
-        their embeddings and attributes (``computed``), then their online labels."""
-        start = writer.num_faces
-        frames = frame_records(kept, self.capture.image_format, self.capture.jpeg_quality)
-        writer.append(frames, faces)
-        writer.flush()
-        if computed is not None:
-            analyzer.write(writer, start, *computed)
-        if online is not None:
-            online.label_new_faces(writer)
 
     def _catch_up(self, analyzer, online) -> None:
         """Analyse stored faces left without embeddings (a run killed between a batch's

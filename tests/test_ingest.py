@@ -312,7 +312,8 @@ def test_merged_commit_jobs_store_what_separate_ones_do(clip, model_home, tmp_pa
     from streamface.face_analysis import FaceAnalysis
     from streamface.face_extraction import FaceExtraction
     from streamface.engine.decode import VideoDecoder
-    from streamface.ingest import StreamCounters, _CommitJob, _Timed
+    from streamface.batch_commit import BatchCommit
+    from streamface.ingest import _Timed
     from streamface.keyframes import KeyframeSelector
 
     extractor, analyzer = FaceExtraction(None, None).make_extractor(), FaceAnalysis(None, None).make_analyzer()
@@ -329,7 +330,7 @@ def test_merged_commit_jobs_store_what_separate_ones_do(clip, model_home, tmp_pa
         faces = extractor.process(images, row)
         emb = analyzer.embed(faces.aligned)
         attrs = analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(images))) if len(faces) else {}
-        jobs.append(_CommitJob(analyzer, capture, StreamCounters("s"), part, faces, row, emb, attrs))
+        jobs.append(BatchCommit(analyzer, capture, part, faces, row, emb, attrs))
         row += len(faces)
     def store(run):
         s = FaceStore.open(tmp_path / f"{len(run)}.zarr", mode="a")
