@@ -148,6 +148,33 @@ def test_faces_committed_but_not_embedded_are_embedded_on_resume(clip, model_hom
             np.testing.assert_allclose(emb, ref_faces[key][1], atol=1e-4, err_msg=str(key))
 
 
+def test_batches_waiting_behind_a_slow_store_go_in_as_one_commit(clip, model_home, reference,  # noqa: F811
+                                                                 tmp_path, monkeypatch):
+    """With every store commit slowed down, the batches that queue up behind it are
+    merged (group commit): fewer commits than batches, and the same store contents."""
+    from streamface.store import StreamWriter
+
+    original, flushes = StreamWriter.flush, []
+
+    def slow_flush(self):
+        if self.pending_frames:
+            flushes.append(self.pending_frames)
+            time.sleep(0.3)
+        return original(self)
+
+    monkeypatch.setattr(StreamWriter, "flush", slow_flush)
+    store = tmp_path / "slow.zarr"
+    _run(clip, store, *ARGS)
+    stream, frames, faces = _contents(store)
+    _, ref_frames, ref_faces = _contents(reference)
+    assert frames == ref_frames
+    assert len(flushes) < stream.num_frames and max(flushes) > 1  # one batch is one frame here
+    assert faces.keys() == ref_faces.keys() and stream.num_embedded == stream.num_faces
+    for key, (box, emb) in faces.items():
+        np.testing.assert_array_equal(box, ref_faces[key][0])
+        np.testing.assert_allclose(emb, ref_faces[key][1], atol=1e-4, err_msg=str(key))
+
+
 @pytest.mark.parametrize("video, args, min_frames, min_faces", [
     # Measured with YuNet at its calibrated 0.86: hamilton 6 keyframes, 10 faces; crowd at 2 fps
     # 9 frames, 5 faces (at 0.8: 12 and 7; pass --conf-threshold 0.8 for more small faces).
