@@ -102,15 +102,20 @@ class FaceExtractor:
         self.previous: list[_Previous] = []
         self.summary = ExtractionSummary(store="")
 
-    def process(self, frames: list[np.ndarray], first_row: int) -> FaceRecords:
+    def process(self, frames: list[np.ndarray], first_row: int,
+                similarity_images: list[np.ndarray] | None = None) -> FaceRecords:
         """Faces of RGB ``frames``; ``FaceRecords.frame`` counts within the batch.
 
         ``first_row`` is the faces-table row the first face will get (track ids are rows).
+        ``similarity_images``, one per frame, are the frames' gray images at the
+        similarity size when the caller has them already (keyframe selection made them:
+        ``Candidate.small``); those missing (None) are made here for frames with faces.
         """
-        return self.process_detections(frames, self.detector.detect(frames), first_row)
+        return self.process_detections(frames, self.detector.detect(frames), first_row,
+                                       similarity_images)
 
-    def process_detections(self, frames: list[np.ndarray], detections: list,
-                           first_row: int) -> FaceRecords:
+    def process_detections(self, frames: list[np.ndarray], detections: list, first_row: int,
+                           similarity_images: list[np.ndarray] | None = None) -> FaceRecords:
         """:meth:`process` after detection: the filters, crops and track matching.
 
         ``detections`` are the detector's results for ``frames`` (one per frame), so
@@ -125,9 +130,14 @@ class FaceExtractor:
             # Track id of a face: the row of the first face of its track, so every face
             # carries one and matched faces share it (the export pairs consecutive ones).
             tracks = np.arange(row, row + n, dtype=np.int64)
-            # Resized once and kept instead of the frame: a comparison then reads two
-            # small gray images, and the last two 1080p frames are not held.
-            small = _similarity_image(rgb, self.threads) if n else None
+            # Kept instead of the frame: a comparison then reads two small gray images,
+            # and the last two 1080p frames are not held. None for a frame without faces
+            # (it never matches).
+            small = None
+            if n:
+                small = similarity_images[i] if similarity_images is not None else None
+                if small is None:
+                    small = _similarity_image(rgb, self.threads)
             earlier = self._match(small, faces["box"])
             if earlier is not None:
                 tracks = earlier.tracks.copy()

@@ -708,7 +708,8 @@ class Ingest:
                 continue  # frames of a stream whose store failed are not processed
             frames = [images[i] for i in members]
             faces = work.extractor.process_detections(frames, [detections[i] for i in members],
-                                                      work.next_row)
+                                                      work.next_row,
+                                                      [kept[i].candidate.small for i in members])
             batches.append((work, [kept[i].candidate for i in members], frames, faces, work.next_row))
             work.next_row += len(faces)
         embeddings: list = [None] * len(batches)

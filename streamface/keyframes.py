@@ -47,6 +47,10 @@ class Candidate:
 
     item: object
     rgb: np.ndarray
+    #: The gray frame at the similarity size (1280x720) the scores were read from;
+    #: track matching compares these too, so it need not make them again. None where
+    #: it was left behind (Ray sends candidates without it: fewer bytes to move).
+    small: np.ndarray | None
     emptiness: float
     blur: float
     similarity: float
@@ -106,7 +110,7 @@ class KeyframeSelector:
         similarity = (float("nan") if self._last_small is None
                       else kernels.frame_similarity(small, self._last_small, size=None,
                                                     threads=self.threads))
-        candidate = Candidate(item, rgb, empty, blur, similarity)
+        candidate = Candidate(item, rgb, small, empty, blur, similarity)
         if similarity > self.similarity_threshold:
             if self.prefer_sharper and self._held is not None and blur > self._held.blur:
                 candidate.similarity = self._held.similarity

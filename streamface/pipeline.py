@@ -123,7 +123,7 @@ class Pipeline:
             nonlocal next_row
             images = [c.rgb for c in kept]
             start = next_row
-            faces = extractor.process(images, start)
+            faces = extractor.process(images, start, [c.small for c in kept])
             next_row += len(faces)
             embeddings, attributes = None, {}
             if analyzer is not None:

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from streamface import kernels
+from streamface.face_extraction import _similarity_image
 from streamface.keyframes import KeyframeSelector
 
 
@@ -51,6 +52,16 @@ def test_selector_keeps_the_seeds_frames_with_the_seeds_scores(skynews_frames):
         assert ours[1:3] == ref[1:3]
         assert ours[3] == ref[3] or (math.isnan(ours[3]) and math.isnan(ref[3]))
     assert selector.counts.empty == 2 and selector.counts.similar == 3
+
+
+def test_a_kept_frame_carries_the_image_track_matching_compares(skynews_frames):
+    selector = KeyframeSelector(prefer_sharper=False)
+    kept = []
+    for index, (_, frame) in enumerate(skynews_frames[:3]):
+        kept += selector.offer(index, frame)
+    assert len(kept) == 3
+    for candidate in kept:
+        np.testing.assert_array_equal(candidate.small, _similarity_image(candidate.rgb))
 
 
 def box_blur(frame, radius=3):

@@ -100,7 +100,7 @@ def test_track_matching_on_real_frames_follows_the_seeds_rule(skynews_frames, mo
     # The extractor compares small gray images it keeps instead of the frames: the
     # decisions must be those of the seed's rule on the RGB frames.
     from streamface.engine import Detections
-    from streamface.face_extraction import FaceExtractor
+    from streamface.face_extraction import FaceExtractor, _similarity_image
 
     class OneFace:
         def detect(self, frames):
@@ -123,12 +123,20 @@ def test_track_matching_on_real_frames_follows_the_seeds_rule(skynews_frames, mo
                 break
         expected.append(track)
         previous = (previous + [(rgb, track)])[-2:]
-    extractor = FaceExtractor(OneFace(), blur_threshold=0)
-    got = []
-    for start in range(0, len(sequence), 3):  # batches: matching carries across calls
-        got += extractor.process(sequence[start:start + 3], first_row=start).match.tolist()
-    assert got == expected
+    # The images made here, or handed in (as keyframe selection does, some missing).
+    given = [_similarity_image(f) if i % 3 else None for i, f in enumerate(sequence)]
+    for similarity_images in (None, given):
+        extractor = FaceExtractor(OneFace(), blur_threshold=0)
+        got = []
+        for start in range(0, len(sequence), 3):  # batches: matching carries across calls
+            part = None if similarity_images is None else similarity_images[start:start + 3]
+            got += extractor.process(sequence[start:start + 3], start, part).match.tolist()
+        assert got == expected
     assert len(set(got)) < len(got) and len(set(got)) > 1  # some matched, some not
+    # Handed-in images are what is compared: identical ones make every frame match.
+    black = [np.zeros_like(given[1])] * len(sequence)
+    matched = FaceExtractor(OneFace(), blur_threshold=0).process(sequence, 0, black).match
+    assert matched.tolist() == [0] * len(sequence)
 
 
 def test_seed_usage_capture_then_extract_in_the_same_folder(skynews, model_home, tmp_path):  # noqa: F811
