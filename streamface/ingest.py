@@ -76,6 +76,10 @@ class StreamCounters:
         Mean and largest seconds from a kept frame's decoding to its commit.
     error : str or None
         One line when the stream failed.
+    stored : tuple of (str, int, int) or None
+        ``(location, frames, faces)``: what the stream's group in the store at
+        ``location`` holds, as of its opening and each commit since (None: not opened).
+        Lets Ray count what an actor that died committed after it last reported.
     """
 
     name: str
@@ -88,12 +92,16 @@ class StreamCounters:
     latency_max_s: float = 0.0
     error: str | None = None
     seconds: float = 0.0
+    stored: tuple[str, int, int] | None = None
 
     def committed(self, batch) -> None:
         """Count a stored :class:`~streamface.batch_commit.BatchCommit`: its faces, and the
         latency of each of its frames from decoding to commit."""
         now = time.monotonic()
         self.faces += len(batch.faces)
+        if self.stored is not None:
+            location, frames, faces = self.stored
+            self.stored = (location, frames + len(batch.candidates), faces + len(batch.faces))
         self.add_latency([now - c.item.decoded_at for c in batch.candidates])
 
     def add_latency(self, seconds: list[float]) -> None:
@@ -612,6 +620,7 @@ class Ingest:
         work.commits = CommitQueue(writer, max_jobs=self.commit_jobs,
                                    name=f"ingest-commits-{work.capture.name}")
         work.next_row = writer.num_faces
+        work.counters.stored = (work.location, writer.num_frames, writer.num_faces)
         if self.index_threshold is not None:
             online = OnlineIndex(self.index_threshold, self.index_metric)
             online.resume(work.location, work.capture.name)  # refuses labels it did not make

@@ -31,7 +31,8 @@ Failures (both kinds of actor have ``max_restarts=-1``, their calls are retried)
   and analysing faces a commit left without embeddings, as ``Ingest`` does); the
   decoders' pending calls are retried on it. The frames it held are lost (a gap),
   never stored twice: it takes a frame only if its capture time is after the last one
-  stored or accepted for the stream.
+  stored or accepted for the stream. Its keyframes and faces are still counted in full:
+  what it committed after its last report is what the store holds beyond that report.
 """
 
 from __future__ import annotations
@@ -282,22 +283,46 @@ def _sum(a: StreamCounters, b: StreamCounters) -> StreamCounters:
 
 
 class _Lives:
-    """Counters an actor reported, summed over its restarts (each life has its own token)."""
+    """Counters an actor reported, summed over its restarts (each life has its own token).
+
+    A life that dies may have committed after its last report. The next life to open the
+    stream finds those frames in the store (:attr:`StreamCounters.stored`) and they are
+    counted then; a life that never opens it (or opens another rotation period) leaves
+    them uncounted.
+    """
 
     def __init__(self, name: str) -> None:
-        self.before = StreamCounters(name)
+        self.before = StreamCounters(name)  # the lives that ended, summed
+        self.ended: StreamCounters | None = None  # the last one to end, until the next opens
         self.token: str | None = None
         self.now = StreamCounters(name)
 
     def update(self, token: str, counters: StreamCounters) -> None:
         if self.token is not None and token != self.token:
-            # What the last life did after its last report is not counted (at most one poll).
-            self.before = _sum(self.before, self.now)
+            self._settle(None)
+            self.ended = self.now
         self.token, self.now = token, counters
+        if self.ended is not None and counters.stored is not None:
+            self._settle(counters)
+
+    def _settle(self, opened: StreamCounters | None) -> None:
+        """Add the life that ended to ``before``, with what ``opened`` found it stored unreported."""
+        if self.ended is None:
+            return
+        ended, self.ended = self.ended, None
+        if opened is not None and ended.stored is not None and ended.stored[0] == opened.stored[0]:
+            _, frames, faces = opened.stored
+            unreported_frames = frames - opened.keyframes - ended.stored[1]
+            unreported_faces = faces - opened.faces - ended.stored[2]
+            if unreported_frames > 0 or unreported_faces > 0:
+                ended = replace(ended, keyframes=ended.keyframes + max(unreported_frames, 0),
+                                faces=ended.faces + max(unreported_faces, 0))
+        self.before = _sum(self.before, ended)
 
     @property
     def total(self) -> StreamCounters:
-        return _sum(self.before, self.now)
+        before = self.before if self.ended is None else _sum(self.before, self.ended)
+        return _sum(before, self.now)
 
 
 class RayIngest:

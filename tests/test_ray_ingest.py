@@ -27,10 +27,10 @@ from pipeline_fixtures import clip, ingest_options, model_home  # noqa: F401 (py
 from streamface.cli import ingest_for_specs
 from streamface.cli import main as cli
 from streamface.engine.decode import VideoDecoder
-from streamface.ingest import _Timed
+from streamface.ingest import StreamCounters, _Timed
 from streamface.ingest_config import StreamSpec
 from streamface.keyframes import KeyframeSelector
-from streamface.ray_ingest import RayIngest, place_streams, plan_placement
+from streamface.ray_ingest import RayIngest, _Lives, place_streams, plan_placement
 from streamface.ray_pool import RayPool
 from streamface.store import FaceStore
 
@@ -74,13 +74,38 @@ def test_ingest_stores_frames_from_outside_once_even_when_sent_twice(clip, model
     runner.join(timeout=60)
     assert sent == ["kept"] * len(kept) + ["stale"]
     assert list(stored_times(tmp_path / "s.zarr", "news")) == [k.item.time_us for k in kept]
-    assert result["summary"].streams[0].keyframes == len(kept) > 2
+    counters = result["summary"].streams[0]
+    assert counters.keyframes == len(kept) > 2
+    faces = FaceStore.open(tmp_path / "s.zarr").stream("news").num_faces
+    assert counters.stored == (str(tmp_path / "s.zarr"), len(kept), faces) and faces == counters.faces > 0
     # Another ingest of the store (an inference actor restarted) continues after it.
     again = _outside_ingest(clip, tmp_path / "s.zarr")
     assert again.open_stream("news", live=False) == kept[-1].item.time_us
+    assert again.counters[0].stored == (str(tmp_path / "s.zarr"), len(kept), faces)  # what it found
     assert again.offer("news", kept[0]) == "stale"
     again.end_stream("news")
     assert again.call().streams[0].keyframes == 0
+
+
+def test_restarted_actors_count_what_a_dead_life_committed_after_its_last_report():
+    at = "/stores/s.zarr"
+    lives = _Lives("news")
+    lives.update("a", StreamCounters("news", keyframes=0, stored=(at, 6, 10)))  # opened: 6 frames there
+    lives.update("a", StreamCounters("news", keyframes=4, faces=9, latency_s=1.0, stored=(at, 10, 19)))
+    # Life "a" died after committing 2 more frames (5 faces); "b" has not opened the stream yet.
+    lives.update("b", StreamCounters("news"))
+    assert (lives.total.keyframes, lives.total.faces) == (4, 9)
+    lives.update("b", StreamCounters("news", keyframes=1, faces=1, latency_s=3.0, stored=(at, 13, 25)))
+    assert (lives.total.keyframes, lives.total.faces) == (13 - 6, 25 - 10)
+    assert lives.total.latency_s == pytest.approx((6 * 1.0 + 3.0) / 7)  # unreported ones at a's mean
+    # "c" opens another rotation period's store: what "b" did after its report is unknown.
+    lives.update("c", StreamCounters("news", keyframes=2, faces=3, stored=("/stores/next.zarr", 2, 3)))
+    assert (lives.total.keyframes, lives.total.faces) == (7 + 2, 15 + 3)
+    # Decoders never open the store: their lives add up.
+    decoded = _Lives("news")
+    for token, frames in (("a", 5), ("a", 9), ("b", 4)):
+        decoded.update(token, StreamCounters("news", frames=frames))
+    assert decoded.total.frames == 13
 
 
 def test_a_full_stream_refuses_frames_until_inference_frees_a_slot(clip, model_home, tmp_path):  # noqa: F811
