@@ -311,12 +311,12 @@ class _Lives:
             return
         ended, self.ended = self.ended, None
         if opened is not None and ended.stored is not None and ended.stored[0] == opened.stored[0]:
+            # What the next life found on opening, less what it added since, less what was reported.
             _, frames, faces = opened.stored
-            unreported_frames = frames - opened.keyframes - ended.stored[1]
-            unreported_faces = faces - opened.faces - ended.stored[2]
-            if unreported_frames > 0 or unreported_faces > 0:
-                ended = replace(ended, keyframes=ended.keyframes + max(unreported_frames, 0),
-                                faces=ended.faces + max(unreported_faces, 0))
+            _, reported_frames, reported_faces = ended.stored
+            unreported = (max(frames - opened.keyframes - reported_frames, 0),
+                          max(faces - opened.faces - reported_faces, 0))
+            ended = replace(ended, keyframes=ended.keyframes + unreported[0], faces=ended.faces + unreported[1])
         self.before = _sum(self.before, ended)
 
     @property
