@@ -397,7 +397,8 @@ def _write_store_labels(features: Features, labels: np.ndarray) -> None:
 
 def _copy_store_crops(features: Features, labels: np.ndarray, root: Path, batch_rows: int = 256) -> int:
     from streamface.store import FaceStore
-    from streamface.store.export import png_bytes, write_atomic
+    from streamface.atomic_write import atomic_write
+    from streamface.store.export import png_bytes
 
     source = FaceStore.open(features.store, mode="r").stream(features.stream)
     label_of_row = dict(zip(features.rows.tolist(), labels.tolist()))
@@ -409,7 +410,7 @@ def _copy_store_crops(features: Features, labels: np.ndarray, root: Path, batch_
         faces = source.read_faces(lo, hi, columns=("crop",))
         for row, crop in zip(range(lo, hi), faces.crop_images()):
             if row in label_of_row:
-                write_atomic(root / str(label_of_row[row]) / file_of_row[row], png_bytes(crop))
+                atomic_write(root / str(label_of_row[row]) / file_of_row[row], png_bytes(crop), fsync=False)
                 written += 1
     return written
 

@@ -109,7 +109,8 @@ def _from_store(path: Path, stream: str | None, progress: bool) -> FaceImages:
     from tqdm import tqdm
 
     from streamface.store import FaceStore, StoreError
-    from streamface.store.export import png_bytes, write_atomic
+    from streamface.atomic_write import atomic_write
+    from streamface.store.export import png_bytes
 
     try:
         store = FaceStore.open(str(path), mode="r")
@@ -139,6 +140,6 @@ def _from_store(path: Path, stream: str | None, progress: bool) -> FaceImages:
             faces = source.read_faces(int(rows[0]), int(rows[-1]) + 1, columns=("crop",))
             crops = faces.crop_images()
             for row in rows.tolist():
-                write_atomic(paths[ids[row]], png_bytes(crops[row - int(rows[0])]))
+                atomic_write(paths[ids[row]], png_bytes(crops[row - int(rows[0])]), fsync=False)
             bar.update(len(rows))
     return FaceImages(paths, scores, f"{path}::{stream}")

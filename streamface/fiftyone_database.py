@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from types import ModuleType
 
+from streamface.atomic_write import atomic_write
+
 __all__ = ["ANNOTATE_EXTRA", "AppError", "DatabaseError", "DatabaseServer", "FiftyOneMissing", "find_mongod",
            "import_fiftyone", "port_in_use", "shared_server"]
 
@@ -197,9 +199,8 @@ class DatabaseServer:
                 raise DatabaseError(f"the FiftyOne database did not start in {str(self.database_dir)!r}: {reason}")
             time.sleep(0.05)
         self.port = port
-        tmp = self._record().with_name(f".{SERVER_RECORD}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"pid": self.process.pid, "port": port, "address": self.address}))
-        os.replace(tmp, self._record())
+        atomic_write(self._record(), json.dumps({"pid": self.process.pid, "port": port,
+                                                 "address": self.address}).encode("utf-8"))
         return self
 
     def stop(self) -> None:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamface.atomic_write import atomic_write  # noqa: F401 (also imported from here)
+from streamface.atomic_write import atomic_write
 from streamface.engine.errors import ModelError
 from streamface.engine.models import carriers, onnx_rewrite
 from streamface.engine.models.carriers import SourceBytes, sha256_hex

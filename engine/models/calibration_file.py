@@ -31,7 +31,8 @@ import math
 from collections.abc import Mapping
 from pathlib import Path
 
-from streamface.engine.models.cache import atomic_write, default_home
+from streamface.atomic_write import atomic_write
+from streamface.engine.models.cache import default_home
 
 __all__ = ["CALIBRATION_FILE", "CLUSTERING_KEYS", "CalibrationFileError", "calibration_path",
            "read_calibration", "user_values", "write_calibration"]

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from streamface.atomic_write import atomic_write
 from streamface.store.names import frame_name
 from streamface.store.schema import NO_MATCH
 from streamface.store.stream import Stream
@@ -59,18 +60,6 @@ class ExportResult:
     faces: int
     frames: int
     matches: int
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def png_bytes(image: np.ndarray, compress_level: int = 6) -> bytes:
@@ -199,12 +188,12 @@ def export_seed_layout(stream: Stream, outdir: str | os.PathLike, *, progress: b
             rows += detection_rows(names[start:stop], faces.score, faces.box, faces.landmarks,
                                    frame_hw, faces.crop_size, stream.config.aligned_size)
             for name, crop, aligned in zip(names[start:stop], faces.crop_images(), faces.aligned):
-                write_atomic(dirs["faces"] / name, png_bytes(crop, compress_level))
-                write_atomic(dirs["aligned_faces"] / name, png_bytes(aligned, compress_level))
+                atomic_write(dirs["faces"] / name, png_bytes(crop, compress_level), fsync=False)
+                atomic_write(dirs["aligned_faces"] / name, png_bytes(aligned, compress_level), fsync=False)
             bar.update(stop - start)
     pairs = match_pairs(stream.read_faces(columns=("match",)).match) if n else []
-    write_atomic(dirs["metadata"] / "detections.csv", _csv_text(DETECTION_COLUMNS, rows))
-    write_atomic(dirs["metadata"] / "matches.csv",
+    atomic_write(dirs["metadata"] / "detections.csv", _csv_text(DETECTION_COLUMNS, rows))
+    atomic_write(dirs["metadata"] / "matches.csv",
                  _csv_text(MATCH_COLUMNS, [(names[a], names[b]) for a, b in pairs]))
     return ExportResult(out, n, frames_written, len(pairs))
 
@@ -217,6 +206,6 @@ def _export_frames(stream: Stream, folder: Path, batch_rows: int = 64) -> int:
         times = stream.read_frames(start, stop).time_us.tolist()
         for t, blob in zip(times, stream.read_frame_images(start, stop)):
             if blob:
-                write_atomic(folder / (frame_name(stream.name, t) + _image_suffix(blob)), blob)
+                atomic_write(folder / (frame_name(stream.name, t) + _image_suffix(blob)), blob, fsync=False)
                 written += 1
     return written
