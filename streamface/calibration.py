@@ -734,9 +734,9 @@ def calibrate_detector(detector, truths, *, target_recall: float = 0.95, iou: fl
 
 def plot_calibration(result: ClusteringCalibration, path, *, dpi: int = 120) -> Path:
     """BCubed F (solid) and pairwise F (dashed) against the cut, per set and their mean; the choice marked."""
-    from streamface.plots import _figure, _save
+    from streamface.plots import new_figure, save_figure
 
-    fig = _figure(size=(7.0, 4.5))
+    fig = new_figure(size=(7.0, 4.5))
     ax = fig.add_subplot(1, 1, 1)
     for k, (name, s) in enumerate(result.scores.items()):
         colour = f"C{k % 10}"
@@ -751,7 +751,7 @@ def plot_calibration(result: ClusteringCalibration, path, *, dpi: int = 120) -> 
     ax.set_title(f"{result.model}: clustering F against the cut")
     ax.legend(fontsize=7, loc="lower left")
     ax.grid(alpha=0.3)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def write_report(output, clustering: ClusteringCalibration | None, detectors=()) -> list[Path]:

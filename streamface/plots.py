@@ -14,10 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["membership_bins", "plot_class_sizes", "plot_distance_distributions", "plot_membership"]
+__all__ = ["membership_bins", "new_figure", "plot_class_sizes", "plot_distance_distributions", "plot_membership",
+           "save_figure"]
 
 
-def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.8)):
+def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.8)):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -26,7 +27,7 @@ def _figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.
     return fig
 
 
-def _save(fig, path: str | os.PathLike, dpi: int) -> Path:
+def save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -57,7 +58,7 @@ def plot_distance_distributions(panels: dict[str, dict[str, np.ndarray]], path: 
     n = max(1, len(panels))
     cols = int(np.ceil(np.sqrt(n)))
     rows = int(np.ceil(n / cols))
-    fig = _figure(size=(4.0 * cols + 1.0, 3.2 * rows + 0.6))
+    fig = new_figure(size=(4.0 * cols + 1.0, 3.2 * rows + 0.6))
     edges = np.linspace(value_range[0], value_range[1], bins + 1)
     mids = (edges[1:] + edges[:-1]) / 2
     axes = []
@@ -77,7 +78,7 @@ def plot_distance_distributions(panels: dict[str, dict[str, np.ndarray]], path: 
         ax.set_ylabel("Probability", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle(title)
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def plot_class_sizes(labels: np.ndarray, path: str | os.PathLike, *, name: str, dpi: int = 150) -> Path:
@@ -88,11 +89,11 @@ def plot_class_sizes(labels: np.ndarray, path: str | os.PathLike, *, name: str, 
     Path
     """
     counts = np.bincount(np.asarray(labels)[np.asarray(labels) >= 0])
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot(1, 1, 1)
     ax.plot(np.arange(len(counts)), counts, label=name)
     ax.set(title=f"Class Distribution - {name}", xlabel="Class Label", ylabel="Number of Faces")
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
 
 
 def membership_bins(max_size: int) -> np.ndarray:
@@ -117,7 +118,7 @@ def plot_membership(labels: np.ndarray, path: str | os.PathLike, *, name: str, d
     labels = np.asarray(labels)
     counts = np.bincount(labels[labels >= 0])
     counts = counts[counts > 0]
-    fig = _figure()
+    fig = new_figure()
     ax = fig.add_subplot(1, 1, 1)
     if counts.size:
         edges = membership_bins(int(counts.max()))
@@ -125,4 +126,4 @@ def plot_membership(labels: np.ndarray, path: str | os.PathLike, *, name: str, d
         ax.bar(np.arange(len(hist)), height=hist, width=0.95, align="edge", tick_label=[str(e) for e in edges])
         ax.xaxis.set_tick_params(rotation=90)
     ax.set(title=f"Membership Distribution - {name}", xlabel="Number of Faces", ylabel="Number of Classes")
-    return _save(fig, path, dpi)
+    return save_figure(fig, path, dpi)
