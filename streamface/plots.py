@@ -19,6 +19,7 @@ __all__ = ["membership_bins", "new_figure", "plot_class_sizes", "plot_distance_d
 
 
 def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4, 4.8)):
+    """A Matplotlib figure of ``size`` inches drawn off screen (no pyplot state, safe in threads)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -28,6 +29,7 @@ def new_figure(nrows: int = 1, ncols: int = 1, size: tuple[float, float] = (6.4,
 
 
 def save_figure(fig, path: str | os.PathLike, dpi: int) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (its folder made if missing); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
