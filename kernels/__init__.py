@@ -2,7 +2,7 @@
 
 Every kernel releases the GIL, accepts C-contiguous uint8 input and raises
 ``ValueError`` with a clear message for a wrong dtype, shape or empty input.
-Scores keep the seed's semantics (see ``docs``: SEED_NOTES §1-2), so the seed's
+Scores keep the seed's semantics (see docs/stages.md §1-2), so the seed's
 thresholds (frame blur 50, face blur 25, similarity 0.9, emptiness 0.95) keep
 their meaning.
 """

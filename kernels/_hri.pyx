@@ -1,5 +1,5 @@
 # cython: language_level=3
-"""C core of the Hierarchical Retrieval Index (HRI, SEED_NOTES "HRI").
+"""C core of the Hierarchical Retrieval Index (HRI, docs/stages.md, "The online index").
 
 Only ``streamface.hri`` calls into this module; it has already checked every
 argument (dimension, finiteness, non-zero norms for cosine, capacity), so these

@@ -2,7 +2,7 @@
 
 ``align_faces`` produces the aligned crops recognisers expect (the ArcFace
 112x112 template, SFace included); ``crop_faces`` produces the seed's loose
-256x256 dataset crops (SEED_NOTES §2). Both take every face of one frame in one
+256x256 dataset crops (docs/stages.md §2). Both take every face of one frame in one
 call and run their pixel loops in C without the GIL.
 """
 
@@ -158,7 +158,7 @@ def crop_faces(image, boxes, margin: float = 1.0, padding: float = 0.5, size=256
                threads: int | None = None) -> list[np.ndarray]:
     """The seed's loose face crops: a square around each box, shrunk to fit ``size``.
 
-    Follows SEED_NOTES §2: the square has side ``(1 + margin) * max(w, h)``
+    Follows docs/stages.md §2: the square has side ``(1 + margin) * max(w, h)``
     and is centred on the box (seed integer arithmetic: centre ``x + w // 2``,
     half side ``int((1 + margin) * max(w, h) / 2)``). The frame is thought
     zero-padded by ``padding`` times its width/height on each side: the square

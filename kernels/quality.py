@@ -1,6 +1,6 @@
 """Frame-quality scores of keyframe selection and face filtering, in C.
 
-The scores are the seed's (SEED_NOTES §1-2), so its thresholds keep their meaning:
+The scores are the seed's (docs/stages.md §1-2), so its thresholds keep their meaning:
 
 - :func:`emptiness`: fraction of pixels that are not edges in ``Canny(gray, 0, 25)``;
   a keyframe is dropped if it is above 0.95.

@@ -1,4 +1,4 @@
-"""Stage 9: score predicted face labels against reference labels (SEED_NOTES §9).
+"""Stage 9: score predicted face labels against reference labels (docs/stages.md §9).
 
 >>> from streamface.annotation_evaluation import AnnotationEvaluation
 >>> evaluator = AnnotationEvaluation(

@@ -1,4 +1,4 @@
-"""Stage 6: internal quality of a clustering, with no reference labels (SEED_NOTES §6).
+"""Stage 6: internal quality of a clustering, with no reference labels (docs/stages.md §6).
 
 Over the faces with a label ``>= 0``: Davies-Bouldin (lower is better),
 Calinski-Harabasz (higher is better) and the silhouette (in [-1, 1], higher is

@@ -1,4 +1,4 @@
-"""Stage 7: suggest clusters that may be one person, for manual review (SEED_NOTES §7).
+"""Stage 7: suggest clusters that may be one person, for manual review (docs/stages.md §7).
 
 For the ``topk`` largest clusters, the distance between every two clusters is
 measured by ``mode`` (average: means; single: closest members; triplet: closest

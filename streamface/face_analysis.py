@@ -1,4 +1,4 @@
-"""Stage 3, face analysis (SEED_NOTES §3): embeddings and attributes of stored faces.
+"""Stage 3, face analysis (docs/stages.md §3): embeddings and attributes of stored faces.
 
 >>> from streamface.face_analysis import FaceAnalysis
 >>> FaceAnalysis(input_dir="data/skynews", output_dir="data/skynews").call()  # doctest: +SKIP

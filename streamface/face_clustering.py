@@ -1,4 +1,4 @@
-"""Stage 5: sort faces into identities (SEED_NOTES §5).
+"""Stage 5: sort faces into identities (docs/stages.md §5).
 
 Clusters the embeddings at ``matching_threshold``, joins clusters linked by
 track matches whose members are on average closer than ``merging_threshold``,

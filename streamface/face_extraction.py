@@ -1,4 +1,4 @@
-"""Stage 2, face extraction (SEED_NOTES §2): faces of the stored keyframes into the store.
+"""Stage 2, face extraction (docs/stages.md §2): faces of the stored keyframes into the store.
 
 >>> from streamface.face_extraction import FaceExtraction
 >>> FaceExtraction(input_dir="data/skynews", output_dir="data/skynews").call()  # doctest: +SKIP

@@ -1,4 +1,4 @@
-"""Stage 4: how embeddings spread, to choose clustering thresholds (SEED_NOTES §4).
+"""Stage 4: how embeddings spread, to choose clustering thresholds (docs/stages.md §4).
 
 On at most ``max_samples`` embeddings (a seeded random sample), every face's
 ``k`` nearest other faces are found; per face, the minimum, mean and maximum of

@@ -1,4 +1,4 @@
-"""Stage 8: review suggested cluster pairs in the FiftyOne App and write ``annotations_manual.json`` (SEED_NOTES §8).
+"""Stage 8: review suggested cluster pairs in the FiftyOne App and write ``annotations_manual.json`` (docs/stages.md §8).
 
 For each pair ``"x,y"`` of ``cluster_evals.json`` still to review, the App shows
 up to 25 faces of each cluster, x's first, and the reviewer answers merge /

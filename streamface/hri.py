@@ -1,4 +1,4 @@
-"""Hierarchical Retrieval Index (HRI): the seed's online identity tree (SEED_NOTES, "HRI").
+"""Hierarchical Retrieval Index (HRI): the seed's online identity tree (docs/stages.md, "The online index").
 
 An online tree over face embeddings. Every node holds a value, the mean of the
 vectors below it, and a descendant count; the tree's leaves are *end nodes*, one

@@ -1,4 +1,4 @@
-"""Keyframe selection with the seed's rules (SEED_NOTES §1), shared by capture and ``run``.
+"""Keyframe selection with the seed's rules (docs/stages.md §1), shared by capture and ``run``.
 
 A decoded frame is dropped at the first failing test, in the seed's order:
 

@@ -1,4 +1,4 @@
-"""Decisions of a manual cluster review, their journal, and the annotations they produce (SEED_NOTES §8).
+"""Decisions of a manual cluster review, their journal, and the annotations they produce (docs/stages.md §8).
 
 A review walks the suggested cluster pairs of ``cluster_evals.json`` in order and
 records one decision per pair shown:

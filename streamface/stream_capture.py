@@ -1,4 +1,4 @@
-"""Stage 1, frame collection (SEED_NOTES §1): keyframes of a video or stream into the store.
+"""Stage 1, frame collection (docs/stages.md §1): keyframes of a video or stream into the store.
 
 >>> from streamface.stream_capture import StreamCapture
 >>> capture = StreamCapture(name="skynews", url="clip.mp4", output_dir="data/skynews")  # doctest: +SKIP

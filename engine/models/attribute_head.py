@@ -185,7 +185,7 @@ class AttributeHead:
 
     def seed_attributes(self, rows: np.ndarray) -> list[dict]:
         """Per face, this head's part of the seed's record: ``{attribute: {class: p}}``
-        with probabilities rounded to 2 decimals (SEED_NOTES section 3)."""
+        with probabilities rounded to 2 decimals (docs/stages.md §3)."""
         return [{self.attribute: rounded(row, self.classes)} for row in np.asarray(rows)]
 
     def __repr__(self) -> str:

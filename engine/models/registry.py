@@ -94,7 +94,7 @@ class ClusteringDefaults:
                 "min_threshold": self.min_threshold, "max_threshold": self.max_threshold}
 
 
-#: The seed's clustering thresholds, tuned for its ArcFace+FaceNet concatenation (SEED_README).
+#: The seed's clustering thresholds, tuned for its ArcFace+FaceNet concatenation (the original README's values; docs/stages.md).
 SEED_CLUSTERING = ClusteringDefaults(
     matching_threshold=0.3, merging_threshold=0.5, min_threshold=0.35, max_threshold=0.5,
     metric="cosine",
@@ -252,7 +252,7 @@ IMAGENET_SCALE = (1 / 58.395, 1 / 57.12, 1 / 57.375)
 #: dlib's age/gender networks: (x - channel mean) / 256 on RGB.
 _DLIB_NET_MEAN = (122.782, 117.001, 104.298)
 
-#: The seed's attribute vocabulary (SEED_NOTES section 3).
+#: The seed's attribute vocabulary (docs/stages.md §3).
 AGE_BINS = ("0-2", "3-9", "10-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+")
 EXPRESSIONS = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 RACES = ("White", "Black", "Latino Hispanic", "East Asian", "Southeast Asian", "Indian",

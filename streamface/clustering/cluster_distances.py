@@ -1,4 +1,4 @@
-"""Distances between clusters, for cluster matching (SEED_NOTES §7), without a loop over cluster pairs.
+"""Distances between clusters, for cluster matching (docs/stages.md §7), without a loop over cluster pairs.
 
 Three definitions, the seed's ``mode``:
 

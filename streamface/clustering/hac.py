@@ -14,7 +14,7 @@ this is much faster than one linkage over the batch and needs no n x n matrix.
 Centroid, median and Ward linkage do not have the property; they run on all
 points at once.
 
-**The seed's scheme** (SEED_NOTES §5), :func:`batched_hac`: cluster each batch
+**The seed's scheme** (docs/stages.md §5), :func:`batched_hac`: cluster each batch
 of ``batch_size`` consecutive embeddings at ``t``; then, ``mean_levels`` times
 (the seed: twice), cluster the mean embedding of every cluster at ``t`` and map
 the labels through.
@@ -273,7 +273,7 @@ def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", li
 
 def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage: str = "complete",
                 batch_size: int = 20000, mean_levels: int = 2, executor=None) -> np.ndarray:
-    """The seed's batched two-level agglomerative clustering (SEED_NOTES §5).
+    """The seed's batched two-level agglomerative clustering (docs/stages.md §5).
 
     Parameters
     ----------

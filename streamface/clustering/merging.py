@@ -1,6 +1,6 @@
 """After clustering: join clusters linked by track matches, and number clusters by size.
 
-Both follow the seed (SEED_NOTES §5). Track matches say "this face is the same
+Both follow the seed (docs/stages.md §5). Track matches say "this face is the same
 person as that face in the previous keyframe"; when the two faces fell in
 different clusters and the mean distance between the two clusters' members is
 below ``merging_threshold``, the clusters are joined (connected components of

@@ -24,7 +24,7 @@ import functools
 
 __all__ = ["SEED_THRESHOLDS", "model_thresholds", "resolve_threshold", "threshold_warning"]
 
-#: The seed's values (SEED_README), by parameter name.
+#: The seed's values (the original README's values; docs/stages.md), by parameter name.
 SEED_THRESHOLDS: dict[str, float] = {
     "matching_threshold": 0.3,   # face clustering: linkage cut
     "merging_threshold": 0.5,    # face clustering: mean distance joining matched clusters

@@ -1,4 +1,4 @@
-"""Zarr v3 face store (see DESIGN.md, "The store").
+"""Zarr v3 face store (format: docs/store.md).
 
 One store per dataset, one group per stream; each stream has a frames table and
 a faces table whose arrays grow along axis 0, plus columns filled later

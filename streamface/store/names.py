@@ -1,7 +1,7 @@
 """Names that reach the file system: stream names, column names and face ids.
 
 A stream name becomes a store group and the prefix of every exported file name,
-so it is checked before it touches a path (DESIGN.md, "Safety rules"). Face ids
+so it is checked before it touches a path (docs/store.md, "Layout"). Face ids
 follow the seed's naming, ``<stream>_frame_<YYYYmmddHHMMSSffffff>_face_<i>``;
 the store does not keep them as strings but derives them from the frame's
 capture time (int64 microseconds since the Unix epoch, formatted in UTC) and
