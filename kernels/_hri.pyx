@@ -38,6 +38,9 @@ cdef enum:
     COSINE = 0
     EUCLIDEAN = 1
     FIRST_CHILD_CAPACITY = 4
+    # Insert rules (``streamface.hri.MODES``).
+    MODE_BALANCED = 0
+    MODE_GREEDY = 1
 
 
 def default_threads():
@@ -167,11 +170,36 @@ cdef class HRICore:
     cdef int64_t** children
     cdef int64_t* n_children
     cdef int64_t* child_capacity
+    cdef readonly int mode
+    cdef readonly int64_t insert_beam
+    cdef readonly int64_t max_children
+    cdef int64_t* scratch_nodes
+    cdef double* scratch_d
+    cdef int64_t* split_kids
+    cdef int64_t* split_order
+    cdef double* split_margin
+    cdef double* split_centres
 
-    def __cinit__(self, int64_t dim, int metric, double threshold):
+    def __cinit__(self, int64_t dim, int metric, double threshold, int mode=MODE_GREEDY,
+                  int64_t insert_beam=1, int64_t max_children=0):
         self.dim = dim
         self.metric = metric
         self.threshold = threshold
+        self.mode = mode
+        self.insert_beam = max(insert_beam, 1)
+        self.max_children = max(max_children, 3)
+        # Scratch reused by every insert (inserts are serialised by the caller): the beam,
+        # and a split's child list, margins, order and two centres.
+        self.scratch_nodes = <int64_t*>malloc(3 * self.insert_beam * sizeof(int64_t))
+        self.scratch_d = <double*>malloc(3 * self.insert_beam * sizeof(double))
+        self.split_kids = <int64_t*>malloc((self.max_children + 1) * sizeof(int64_t))
+        self.split_order = <int64_t*>malloc((self.max_children + 1) * sizeof(int64_t))
+        self.split_margin = <double*>malloc((self.max_children + 1) * sizeof(double))
+        self.split_centres = <double*>malloc(2 * dim * sizeof(double))
+        if self.scratch_nodes == NULL or self.scratch_d == NULL or self.split_kids == NULL \
+                or self.split_order == NULL or self.split_margin == NULL \
+                or self.split_centres == NULL:
+            raise MemoryError("HRI: cannot allocate the insert scratch")
         self.n_nodes = 0
         self.n_labels = 0
         self.capacity = 0
@@ -201,6 +229,12 @@ cdef class HRICore:
         free(self.children)
         free(self.n_children)
         free(self.child_capacity)
+        free(self.scratch_nodes)
+        free(self.scratch_d)
+        free(self.split_kids)
+        free(self.split_order)
+        free(self.split_margin)
+        free(self.split_centres)
 
     # ------------------------------------------------------------------
     # Storage
@@ -259,6 +293,8 @@ cdef class HRICore:
                           int64_t label) noexcept nogil:
         """Append a node (capacity already reserved); returns its id, -1 when out of memory."""
         cdef int64_t node = self.n_nodes
+        if node >= self.capacity:
+            return -1
         cdef int64_t* kids = <int64_t*>malloc(FIRST_CHILD_CAPACITY * sizeof(int64_t))
         if kids == NULL:
             return -1
@@ -352,6 +388,14 @@ cdef class HRICore:
             free(beam_nodes)
             free(beam_d)
             return -1
+        self.beam_in(q, qnorm, k, beam_nodes, beam_d, out_nodes, out_d)
+        free(beam_nodes)
+        free(beam_d)
+        return 0
+
+    cdef void beam_in(self, const double* q, double qnorm, int64_t k, int64_t* beam_nodes,
+                      double* beam_d, int64_t* out_nodes, double* out_d) noexcept nogil:
+        """``beam`` with caller-owned scratch of ``2 k`` nodes and distances."""
         cdef int64_t* next_nodes = beam_nodes + k
         cdef double* next_d = beam_d + k
         cdef int64_t n_beam = 1, n_next, b, i, node, child
@@ -383,29 +427,199 @@ cdef class HRICore:
             else:
                 out_nodes[b] = -1
                 out_d[b] = INFINITY
-        free(beam_nodes)
-        free(beam_d)
-        return 0
 
     # ------------------------------------------------------------------
     # Insert
 
+    cdef int64_t insert_first(self, const double* x) noexcept nogil:
+        """The first vector: its end node hangs directly under the root."""
+        cdef int64_t n
+        if self.grow_children(0) < 0:
+            return -1
+        n = self.new_node(x, 1, 0, self.n_labels)
+        if n < 0:
+            return -1
+        self.n_labels += 1
+        self.add_child(0, n)
+        self.absorb(0, x)
+        return self.labels[n]
+
+    cdef int64_t nearest_end(self, const double* q, double qnorm, double* out_d) noexcept nogil:
+        """The end node an insert joins: the nearest one a width-``insert_beam`` beam reaches
+        (greedy descent when the width is 1)."""
+        cdef int64_t k = self.insert_beam
+        if k == 1:
+            return self.descend(q, qnorm, out_d)
+        self.beam_in(q, qnorm, k, self.scratch_nodes, self.scratch_d,
+                     self.scratch_nodes + 2 * k, self.scratch_d + 2 * k)
+        out_d[0] = self.scratch_d[2 * k]
+        return self.scratch_nodes[2 * k]
+
     cdef int64_t insert_one(self, const double* x, double xnorm) noexcept nogil:
-        """Insert one vector; returns its label, or -1 when out of memory (nothing changed)."""
+        """Insert one vector by the core's mode; its label, or -1 when out of memory."""
+        if self.n_children[0] == 0:
+            return self.insert_first(x)
+        if self.mode == MODE_BALANCED:
+            return self.insert_balanced(x, xnorm)
+        return self.insert_greedy(x, xnorm)
+
+    cdef int64_t insert_balanced(self, const double* x, double xnorm) noexcept nogil:
+        """Join the nearest end node the beam finds, or start a new one beside it; a node
+        that gets more than ``max_children`` children is split in two."""
+        cdef int64_t e, p, n, label
+        cdef double d
+        e = self.nearest_end(x, xnorm, &d)
+        if d <= self.threshold:
+            self.absorb(e, x)
+            return self.labels[e]
+        p = self.parents[e]
+        if self.grow_children(p) < 0:
+            return -1
+        label = self.n_labels
+        n = self.new_node(x, 1, p, label)
+        if n < 0:
+            return -1
+        self.add_child(p, n)
+        self.n_labels += 1
+        self.absorb(p, x)
+        while p >= 0 and self.n_children[p] > self.max_children:
+            p = self.split(p)
+            if p == -2:
+                return -1
+        return label
+
+    cdef int set_children(self, int64_t node, const int64_t* kids, int64_t n) noexcept nogil:
+        """Make ``kids[:n]`` the children of ``node`` and recompute its value and count
+        from theirs (the count-weighted mean); 0, or -1 out of memory."""
+        cdef int64_t i, j, c, total = 0
+        cdef double* v = self.values + node * self.dim
+        cdef const double* cv
+        cdef double w
+        while self.child_capacity[node] < n:
+            self.n_children[node] = self.child_capacity[node]
+            if self.grow_children(node) < 0:
+                return -1
+        self.n_children[node] = 0
+        for j in range(self.dim):
+            v[j] = 0.0
+        for i in range(n):
+            c = kids[i]
+            self.add_child(node, c)
+            total += self.counts[c]
+            cv = self.values + c * self.dim
+            w = <double>self.counts[c]
+            for j in range(self.dim):
+                v[j] += cv[j] * w
+        for j in range(self.dim):
+            v[j] /= <double>total
+        self.counts[node] = total
+        self.norms[node] = vector_norm(v, self.dim)
+        return 0
+
+    cdef void split_centre(self, double* centre, int64_t first, int64_t stop) noexcept nogil:
+        """Count-weighted mean of the split's children ``order[first:stop]``."""
+        cdef int64_t i, j, c, total = 0
+        cdef const double* cv
+        for j in range(self.dim):
+            centre[j] = 0.0
+        for i in range(first, stop):
+            c = self.split_kids[self.split_order[i]]
+            cv = self.values + c * self.dim
+            total += self.counts[c]
+            for j in range(self.dim):
+                centre[j] += cv[j] * <double>self.counts[c]
+        for j in range(self.dim):
+            centre[j] /= <double>total
+
+    cdef int64_t split(self, int64_t p) noexcept nogil:
+        """Split an over-full node's children in two groups (a few rounds of 2-means on
+        their values, each group at least a quarter); returns the parent that gained a
+        child (to be checked in turn), -1 at the root, -2 out of memory.
+
+        At the root (node 0, which stays the root) both groups move under two new
+        nodes; elsewhere ``p`` keeps one group and a new sibling takes the other.
+        """
+        cdef int64_t nc = self.n_children[p], i, j, a = 0, b = 0, n_a, lo, t, q, r, gp
+        cdef double d, far, ca_norm, cb_norm
+        cdef double* ca = self.split_centres
+        cdef double* cb = self.split_centres + self.dim
+        cdef int round_
+        memcpy(self.split_kids, self.children[p], nc * sizeof(int64_t))
+        # Seeds: the child farthest from the node's value, and the child farthest from it.
+        far = -1.0
+        for i in range(nc):
+            d = distance(self.values + p * self.dim, self.norms[p],
+                         self.values + self.split_kids[i] * self.dim,
+                         self.norms[self.split_kids[i]], self.dim, self.metric)
+            if d > far:
+                far, a = d, i
+        far = -1.0
+        for i in range(nc):
+            d = distance(self.values + self.split_kids[a] * self.dim, self.norms[self.split_kids[a]],
+                         self.values + self.split_kids[i] * self.dim,
+                         self.norms[self.split_kids[i]], self.dim, self.metric)
+            if d > far:
+                far, b = d, i
+        memcpy(ca, self.values + self.split_kids[a] * self.dim, self.dim * sizeof(double))
+        memcpy(cb, self.values + self.split_kids[b] * self.dim, self.dim * sizeof(double))
+        lo = max(nc // 4, 1)
+        n_a = 1
+        for round_ in range(3):
+            ca_norm = vector_norm(ca, self.dim)
+            cb_norm = vector_norm(cb, self.dim)
+            n_a = 0
+            for i in range(nc):
+                self.split_margin[i] = (
+                    distance(ca, ca_norm, self.values + self.split_kids[i] * self.dim,
+                             self.norms[self.split_kids[i]], self.dim, self.metric)
+                    - distance(cb, cb_norm, self.values + self.split_kids[i] * self.dim,
+                               self.norms[self.split_kids[i]], self.dim, self.metric))
+                n_a += self.split_margin[i] < 0
+                self.split_order[i] = i
+            # Children by margin (nearest A first): insertion sort, at most max_children + 1.
+            for i in range(1, nc):
+                t = self.split_order[i]
+                j = i
+                while j > 0 and self.split_margin[self.split_order[j - 1]] > self.split_margin[t]:
+                    self.split_order[j] = self.split_order[j - 1]
+                    j -= 1
+                self.split_order[j] = t
+            n_a = min(max(n_a, lo), nc - lo)
+            self.split_centre(ca, 0, n_a)
+            self.split_centre(cb, n_a, nc)
+        for i in range(nc):
+            self.split_order[i] = self.split_kids[self.split_order[i]]
+        if p == 0:
+            q = self.new_node(NULL, 0, 0, -1)
+            if q < 0:
+                return -2
+            r = self.new_node(NULL, 0, 0, -1)
+            if r < 0:
+                return -2
+            if self.set_children(q, self.split_order, n_a) < 0 \
+                    or self.set_children(r, self.split_order + n_a, nc - n_a) < 0:
+                return -2
+            self.n_children[0] = 0
+            self.add_child(0, q)
+            self.add_child(0, r)
+            return -1
+        gp = self.parents[p]
+        if self.grow_children(gp) < 0:
+            return -2
+        q = self.new_node(NULL, 0, gp, -1)
+        if q < 0:
+            return -2
+        if self.set_children(p, self.split_order, n_a) < 0 \
+                or self.set_children(q, self.split_order + n_a, nc - n_a) < 0:
+            return -2
+        self.add_child(gp, q)
+        return gp
+
+    cdef int64_t insert_greedy(self, const double* x, double xnorm) noexcept nogil:
+        """The seed reading's insert: greedy descent, then join, pair or append."""
         cdef int64_t e, p, n, inner, i, c, label
         cdef double d, s, ds
-        if self.n_children[0] == 0:
-            # First vector: its end node hangs directly under the root.
-            if self.grow_children(0) < 0:
-                return -1
-            n = self.new_node(x, 1, 0, self.n_labels)
-            if n < 0:
-                return -1
-            self.n_labels += 1
-            self.add_child(0, n)
-            self.absorb(0, x)
-            return self.labels[n]
-        e = self.descend(x, xnorm, &d)
+        e = self.nearest_end(x, xnorm, &d)
         if d <= self.threshold:
             self.absorb(e, x)
             return self.labels[e]
@@ -460,7 +674,10 @@ cdef class HRICore:
         """
         cdef int64_t n = x.shape[0], i = 0, label = 0
         cdef double t0
-        self.reserve(self.n_nodes + 2 * n)
+        # An insert adds an end node, and splits add internal nodes. A split leaves each
+        # group at least 2 children (max_children >= 8), so internal nodes never outnumber
+        # end nodes; the greedy rule adds at most one internal node per insert.
+        self.reserve(max(self.n_nodes + 2 * n, 2 * (self.n_labels + n)) + 16)
         with nogil:
             for i in range(n):
                 t0 = now_seconds()
@@ -476,24 +693,54 @@ cdef class HRICore:
         """k nearest end nodes (node ids) and distances for every query row; 0 or -1 (memory)."""
         cdef int64_t m = q.shape[0], i
         cdef int failed = 0
-        if k == 1:
+        if k == 1 and self.insert_beam == 1:
             for i in prange(m, nogil=True, schedule="dynamic", chunksize=64, num_threads=threads):
                 out_nodes[i, 0] = self.descend(&q[i, 0], qnorms[i], &out_d[i, 0])
             return 0
         for i in prange(m, nogil=True, schedule="dynamic", chunksize=16, num_threads=threads):
-            failed += self.beam(&q[i, 0], qnorms[i], k, &out_nodes[i, 0], &out_d[i, 0]) < 0
-            self.greedy_first(&q[i, 0], qnorms[i], k, &out_nodes[i, 0], &out_d[i, 0])
+            failed += self.search_one(&q[i, 0], qnorms[i], k, &out_nodes[i, 0], &out_d[i, 0]) < 0
         return -1 if failed else 0
 
-    cdef void greedy_first(self, const double* q, double qnorm, int64_t k,
-                           int64_t* nodes, double* dists) noexcept nogil:
-        """Put the greedy answer (what insert would join) first in a beam result of length k.
+    cdef int search_one(self, const double* q, double qnorm, int64_t k,
+                        int64_t* out_nodes, double* out_d) noexcept nogil:
+        """``k`` end nodes of one query, the one an insert would join first; 0 or -1 (memory).
 
-        A wider beam can drop the greedy path at some level, so the greedy end node is
+        Thread-safe (its own scratch): a beam of width ``max(k, insert_beam)``; when
+        ``k`` is wider than the insert's beam, the insert's answer is found apart and
+        moved to the front.
+        """
+        cdef int64_t w = max(k, self.insert_beam), j
+        cdef int64_t* nodes = <int64_t*>malloc(w * sizeof(int64_t))
+        cdef double* dists = <double*>malloc(w * sizeof(double))
+        cdef int failed = 0
+        if nodes == NULL or dists == NULL:
+            free(nodes)
+            free(dists)
+            return -1
+        failed = self.beam(q, qnorm, w, nodes, dists)
+        for j in range(k):
+            out_nodes[j] = nodes[j]
+            out_d[j] = dists[j]
+        if failed == 0 and w > self.insert_beam:
+            if self.insert_beam == 1:
+                j = self.descend(q, qnorm, &dists[0])
+            else:
+                failed = self.beam(q, qnorm, self.insert_beam, nodes, dists)
+                j = nodes[0]
+            self.insert_answer_first(j, dists[0], k, out_nodes, out_d)
+        free(nodes)
+        free(dists)
+        return failed
+
+    cdef void insert_answer_first(self, int64_t g, double d, int64_t k,
+                                  int64_t* nodes, double* dists) noexcept nogil:
+        """Put end node ``g`` (what insert would join, at distance ``d``) first in a beam
+        result of length k.
+
+        A wider beam can drop the insert's path at some level, so its end node is
         moved (or inserted, dropping the last) to the front; the rest stay nearest first.
         """
-        cdef double d
-        cdef int64_t g = self.descend(q, qnorm, &d), pos = k - 1, j
+        cdef int64_t pos = k - 1, j
         for j in range(k):
             if nodes[j] == g:
                 pos = j

@@ -65,6 +65,7 @@ __all__ = [
     "HierarchicalRetrievalIndex",
     "HierarchicalRetrievalIndexMatching",
     "METRICS",
+    "MODES",
     "build_stream_index",
     "query_stream_index",
     "index_path_for_store",
@@ -72,6 +73,13 @@ __all__ = [
 
 #: Metric names accepted by ``metric=``, mapped to the core's codes.
 METRICS = {"cosine": 0, "euclidean": 1}
+#: Insert rules accepted by ``mode=``, mapped to the core's codes (see the module docstring).
+MODES = {"balanced": 0, "greedy": 1}
+#: Defaults of ``beam`` and ``max_children`` per mode. Measured on generated identity
+#: streams (docs/hri.md): with a beam of 16 over nodes of at most 32 children the labels
+#: equal exact online nearest-centroid search on all five test streams.
+MODE_DEFAULTS = {"balanced": {"beam": 16, "max_children": 32},
+                 "greedy": {"beam": 1, "max_children": 0}}
 #: Written into every saved index; bump when the layout changes.
 FORMAT_VERSION = 1
 
@@ -92,6 +100,22 @@ def _check_metric(metric) -> int:
     if not isinstance(metric, str) or metric not in METRICS:
         raise HRIError(f"metric must be one of {sorted(METRICS)}, got {metric!r}")
     return METRICS[metric]
+
+
+def _check_mode(mode, beam, max_children) -> tuple[int, int, int]:
+    """The core's (mode code, beam, max_children) for validated arguments."""
+    if not isinstance(mode, str) or mode not in MODES:
+        raise HRIError(f"mode must be one of {sorted(MODES)}, got {mode!r}")
+    defaults = MODE_DEFAULTS[mode]
+    beam = defaults["beam"] if beam is None else beam
+    max_children = defaults["max_children"] if max_children is None else max_children
+    if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or not 1 <= beam <= 4096:
+        raise HRIError(f"beam must be an int in [1, 4096], got {beam!r}")
+    if mode == "balanced" and (isinstance(max_children, bool)
+                               or not isinstance(max_children, (int, np.integer))
+                               or not 8 <= max_children <= 4096):
+        raise HRIError(f"max_children must be an int in [8, 4096], got {max_children!r}")
+    return MODES[mode], int(beam), int(max_children or 0)
 
 
 def _check_threshold(threshold) -> float:
@@ -117,6 +141,17 @@ class HierarchicalRetrievalIndex:
         Distance between vectors and node values.
     dim : int, optional
         Vector dimension; taken from the first insert when omitted.
+    mode : {'balanced', 'greedy'}, default 'balanced'
+        Insert rule. ``'balanced'``: a vector joins the nearest end node a beam of width
+        ``beam`` finds, or starts a new end node beside it; a node with more than
+        ``max_children`` children is split in two (2-means on their values).
+        ``'greedy'``: the seed reading (greedy descent; the pair-or-append rule).
+    beam : int, optional
+        Width of the insert's beam search (default 16 for ``'balanced'``, 1 for
+        ``'greedy'``). :meth:`search` and column 0 of :meth:`search_batch` use the same
+        search, so a query finds the label an insert would join.
+    max_children : int, optional
+        Largest number of children of a node in ``'balanced'`` mode (default 32, at least 8).
 
     Notes
     -----
@@ -124,10 +159,14 @@ class HierarchicalRetrievalIndex:
     ``search_batch`` itself runs its queries in parallel without the GIL.
     """
 
-    def __init__(self, threshold: float, metric: str = "cosine", dim: int | None = None):
+    def __init__(self, threshold: float, metric: str = "cosine", dim: int | None = None, *,
+                 mode: str = "balanced", beam: int | None = None,
+                 max_children: int | None = None):
         self._metric_code = _check_metric(metric)
         self.metric = metric
         self.threshold = _check_threshold(threshold)
+        self._mode_code, self.beam, self.max_children = _check_mode(mode, beam, max_children)
+        self.mode = mode
         if dim is not None and (isinstance(dim, bool) or not isinstance(dim, (int, np.integer))
                                 or dim < 1):
             raise HRIError(f"dim must be a positive int or None, got {dim!r}")
@@ -164,7 +203,8 @@ class HierarchicalRetrievalIndex:
 
     def __repr__(self) -> str:
         return (f"HierarchicalRetrievalIndex(metric={self.metric!r}, threshold={self.threshold}, "
-                f"dim={self._dim}, size={self._size}, labels={self.num_labels})")
+                f"mode={self.mode!r}, beam={self.beam}, dim={self._dim}, size={self._size}, "
+                f"labels={self.num_labels})")
 
     # ------------------------------------------------------------------
     # Argument checks
@@ -236,13 +276,17 @@ class HierarchicalRetrievalIndex:
             if n == 0:
                 return labels, times
             if self._core is None:
-                self._core = _hri.HRICore(array.shape[1], self._metric_code, self.threshold)
+                self._core = self._new_core(array.shape[1])
                 self._dim = array.shape[1]
             done = self._core.insert_many(array, norms, labels, times)
             self._size += done
             if done < n:
                 raise MemoryError(f"HRI ran out of memory after {done} of {n} vectors")
             return labels, times
+
+    def _new_core(self, dim: int):
+        return _hri.HRICore(dim, self._metric_code, self.threshold, self._mode_code,
+                            self.beam, self.max_children)
 
     # ------------------------------------------------------------------
     # Search
@@ -271,8 +315,8 @@ class HierarchicalRetrievalIndex:
         ----------
         queries : array-like, shape (M, D) or (D,)
         k : int, default 1
-            Number of end nodes returned: column 0 is the greedy search that
-            :meth:`insert` uses, columns 1.. the rest of a width-``k`` beam search.
+            Number of end nodes returned: column 0 is the search :meth:`insert` uses,
+            columns 1.. the rest of a width-``max(k, beam)`` beam search.
         threads : int, optional
             OpenMP team size (default: all cores).
 
@@ -342,6 +386,9 @@ class HierarchicalRetrievalIndex:
                 "format_version": np.int64(FORMAT_VERSION),
                 "metric": np.array(self.metric),
                 "threshold": np.float64(self.threshold),
+                "mode": np.array(self.mode),
+                "beam": np.int64(self.beam),
+                "max_children": np.int64(self.max_children),
                 "dim": np.int64(-1 if self._dim is None else self._dim),
                 "size": np.int64(self._size),
                 "num_labels": np.int64(self.num_labels),
@@ -366,13 +413,18 @@ class HierarchicalRetrievalIndex:
             dim = int(arrays["dim"])
             size = int(arrays["size"])
             num_labels = int(arrays["num_labels"])
+            # Indexes saved before modes existed were built by the greedy rule.
+            mode = str(np.asarray(arrays["mode"])) if "mode" in arrays else "greedy"
+            beam = int(arrays["beam"]) if "beam" in arrays else 1
+            max_children = int(arrays["max_children"]) if "max_children" in arrays else 0
         except (KeyError, TypeError, ValueError) as exc:
             raise CorruptIndexError(f"saved index metadata is missing or invalid ({exc})") from None
         if version != FORMAT_VERSION:
             raise CorruptIndexError(f"saved index has format version {version}, "
                                     f"this build reads {FORMAT_VERSION}")
         try:
-            index = cls(threshold, metric, None if dim < 0 else dim)
+            index = cls(threshold, metric, None if dim < 0 else dim, mode=mode, beam=beam,
+                        max_children=max_children or None)
         except HRIError as exc:
             raise CorruptIndexError(f"saved index has invalid parameters: {exc}") from None
         if size == 0:
@@ -380,7 +432,7 @@ class HierarchicalRetrievalIndex:
                 raise CorruptIndexError("saved index is empty but claims labels")
             return index
         tree = _checked_tree(arrays, dim, size, num_labels)
-        core = _hri.HRICore(dim, index._metric_code, index.threshold)
+        core = index._new_core(dim)
         core.restore(tree["values"], tree["counts"], tree["parents"], tree["labels"],
                      tree["child_ptr"], tree["child_idx"], num_labels)
         index._core = core
@@ -526,6 +578,8 @@ class HierarchicalRetrievalIndexMatching:
     threshold : float, default 0.5
         Join distance (see :class:`HierarchicalRetrievalIndex`). The seed's notes record
         no default; pass the value the seed was run with.
+    mode, beam, max_children
+        The insert rule, as for :class:`HierarchicalRetrievalIndex`.
 
     Examples
     --------
@@ -536,12 +590,16 @@ class HierarchicalRetrievalIndexMatching:
     [0, 0, 1]
     """
 
-    def __init__(self, metric: str = "cosine", threshold: float = 0.5):
+    def __init__(self, metric: str = "cosine", threshold: float = 0.5, *,
+                 mode: str = "balanced", beam: int | None = None,
+                 max_children: int | None = None):
         _check_metric(metric)
         _check_threshold(threshold)
+        _check_mode(mode, beam, max_children)
         self.metric = metric
         self.threshold = float(threshold)
-        self.index = HierarchicalRetrievalIndex(self.threshold, metric)
+        self._rule = {"mode": mode, "beam": beam, "max_children": max_children}
+        self.index = HierarchicalRetrievalIndex(self.threshold, metric, **self._rule)
 
     def match(self, features) -> tuple[np.ndarray, np.ndarray]:
         """Insert ``features`` (N, D) in order, continuing the current tree.
@@ -556,7 +614,7 @@ class HierarchicalRetrievalIndexMatching:
 
     def reset(self) -> None:
         """Forget every inserted feature; labels restart at 0."""
-        self.index = HierarchicalRetrievalIndex(self.threshold, self.metric)
+        self.index = HierarchicalRetrievalIndex(self.threshold, self.metric, **self._rule)
 
 
 def build_stream_index(store, stream: str, threshold: float, metric: str = "cosine", *,

@@ -161,7 +161,7 @@ def seed_embeddings():
 def assert_same_as_reference(x, metric, threshold):
     ref = ReferenceHRI(metric, threshold)
     expected = ref.match(x)
-    index = HierarchicalRetrievalIndex(threshold, metric)
+    index = HierarchicalRetrievalIndex(threshold, metric, mode="greedy")
     labels = index.insert(x)
     np.testing.assert_array_equal(labels, expected)
     np.testing.assert_array_equal(index.leaf_depths(), ref.leaf_depths())
@@ -224,7 +224,7 @@ def test_exact_duplicates_share_a_label_at_zero_threshold():
 
 
 def test_first_far_vector_is_placed_beside_the_only_end_node():
-    index = HierarchicalRetrievalIndex(0.1, "euclidean")
+    index = HierarchicalRetrievalIndex(0.1, "euclidean", mode="greedy")
     index.insert(np.array([[0.0], [10.0], [10.5]]))
     # 10 joins the root beside 0; 10.5 is closer to 10 than 10 is to 0: they get paired.
     assert index.leaf_depths().tolist() == [1, 2, 2]
@@ -276,7 +276,7 @@ def test_k_beyond_the_number_of_labels_is_padded():
 
 def test_matching_is_seed_compatible_and_resets():
     x = identity_vectors(300, 16, 10, spread=0.4, seed=9)
-    matcher = HierarchicalRetrievalIndexMatching(metric="cosine", threshold=0.35)
+    matcher = HierarchicalRetrievalIndexMatching(metric="cosine", threshold=0.35, mode="greedy")
     first, times = matcher.match(x[:100])
     second, _ = matcher.match(x[100:])
     assert times.shape == (100,) and (times >= 0).all()
