@@ -32,7 +32,9 @@ import numpy as np
 import scipy.cluster.hierarchy as sch
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial.distance import squareform
 
+from streamface.clustering.constraints import Links, constrained_cut
 from streamface.clustering.neighbors import pair_distances, radius_components
 from streamface.ray_pool import LocalExecutor
 
@@ -154,7 +156,7 @@ def components(n: int, i: np.ndarray, j: np.ndarray) -> np.ndarray:
 
 
 def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, metric: str, linkage: str,
-                       max_size: int | None = None, executor=None) -> np.ndarray:
+                       max_size: int | None = None, executor=None, links: Links | None = None) -> np.ndarray:
     """Run the linkage inside each component and cut at ``threshold``.
 
     Parameters
@@ -172,6 +174,11 @@ def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, met
     executor : streamface.ray_pool.Executor, optional
         Runs the linkages of groups of components (e.g. as Ray tasks); the
         labels do not depend on it. Default: one after the other, here.
+    links : Links, optional
+        Cannot-link and must-link pairs of rows (:mod:`streamface.clustering.constraints`).
+        Must-linked rows join one component; a piece holding a constraint is cut by
+        :func:`~streamface.clustering.constraints.constrained_cut` here (not on the
+        executor), the others by SciPy's linkage as without links.
 
     Returns
     -------
@@ -181,6 +188,9 @@ def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, met
     n = len(x)
     comp = np.asarray(comp, np.int64)
     _, comp = np.unique(comp, return_inverse=True)
+    if links is not None and len(links.must_i):
+        comp = components(int(comp.max()) + 1, comp[links.must_i], comp[links.must_j])[comp]
+        _, comp = np.unique(comp, return_inverse=True)
     order = np.argsort(comp, kind="stable")
     sizes = np.bincount(comp)
     starts = np.concatenate([[0], np.cumsum(sizes)])
@@ -195,6 +205,8 @@ def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, met
     if len(twos):
         a, b = order[starts[twos]], order[starts[twos] + 1]
         joined = pair_distances(x, a, b, metric) <= threshold
+        if links is not None and not links.empty:
+            joined = (joined | links.must(a, b)) & ~links.cannot(a, b)
         labels[a] = np.arange(len(twos)) * 2 + next_label
         labels[b] = np.where(joined, labels[a], labels[a] + 1)
         next_label += 2 * len(twos)
@@ -204,6 +216,14 @@ def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, met
         rows = order[starts[c]:starts[c + 1]]
         step = len(rows) if max_size is None else max(int(max_size), 1)
         pieces += [rows[s:s + step] for s in range(0, len(rows), step)]
+    if links is not None and not links.empty:
+        local = links.by_piece(pieces, n)
+        for k, piece_links in local.items():
+            rows = pieces[k]
+            d = squareform(condensed_distances(x[rows], metric))
+            labels[rows] = constrained_cut(d, threshold, piece_links, linkage=linkage) + next_label
+            next_label = int(labels[rows].max()) + 1
+        pieces = [rows for k, rows in enumerate(pieces) if k not in local]
     groups = _balanced_groups(pieces, executor)
     cut = functools.partial(_cut_pieces, threshold=threshold, metric=metric, linkage=linkage)
     results = (executor or LocalExecutor()).map(cut, [[pieces[k] for k in g] for g in groups], shared=x)
@@ -235,7 +255,7 @@ def _balanced_groups(pieces: list[np.ndarray], executor) -> list[list[int]]:
 
 
 def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage: str = "complete",
-                  block_rows: int | None = None, executor=None) -> np.ndarray:
+                  block_rows: int | None = None, executor=None, links: Links | None = None) -> np.ndarray:
     """Flat clusters of agglomerative clustering cut at ``threshold`` (SciPy ``fcluster(..., "distance")``).
 
     Same partition as ``fcluster(linkage(x, linkage, metric), threshold, "distance")``;
@@ -253,6 +273,9 @@ def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", li
         Rows per block of the neighbour search (default: about 64 MiB of distances).
     executor : streamface.ray_pool.Executor, optional
         Runs the linkages of the components (see :func:`cluster_components`).
+    links : Links, optional
+        Cannot-link and must-link pairs of rows (see :func:`cluster_components`); only
+        with the linkages of :data:`GRAPH_LINKAGES`.
 
     Returns
     -------
@@ -262,17 +285,23 @@ def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", li
     n = len(x)
     if n <= 1:
         return np.zeros(n, np.int64)
+    if links is not None and links.empty:
+        links = None
     if linkage not in GRAPH_LINKAGES:
+        if links is not None:
+            raise ValueError(f"linkage: {linkage!r} cannot keep cannot-link or must-link constraints; "
+                             f"use one of {GRAPH_LINKAGES}")
         return canonical_labels(_cut(x, threshold, metric, linkage))
-    if linkage == "single":
+    if linkage == "single" and links is None:
         # Single linkage at t is exactly the components of the "<= t" graph.
         return canonical_labels(radius_components(x, threshold, metric, exact=True, block_rows=block_rows))
     comp = radius_components(x, threshold, metric, block_rows=block_rows)
-    return cluster_components(x, comp, threshold, metric=metric, linkage=linkage, executor=executor)
+    return cluster_components(x, comp, threshold, metric=metric, linkage=linkage, executor=executor, links=links)
 
 
 def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage: str = "complete",
-                batch_size: int = 20000, mean_levels: int = 2, executor=None) -> np.ndarray:
+                batch_size: int = 20000, mean_levels: int = 2, executor=None,
+                links: Links | None = None) -> np.ndarray:
     """The seed's batched two-level agglomerative clustering (docs/stages.md §5).
 
     Parameters
@@ -288,6 +317,10 @@ def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", link
     executor : streamface.ray_pool.Executor, optional
         Runs the batches (and the mean levels' components), e.g. as Ray tasks;
         the labels do not depend on it. Default: one after the other, here.
+    links : Links, optional
+        Cannot-link and must-link pairs of rows, kept inside each batch and, mapped to
+        the clusters, at every mean level (so no cluster ever holds a cannot-link pair).
+        None: the seed's clustering exactly.
 
     Returns
     -------
@@ -298,8 +331,11 @@ def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", link
     labels = np.empty(n, np.int64)
     offset = 0
     batch = functools.partial(_batch_labels, threshold=threshold, metric=metric, linkage=linkage)
-    starts = range(0, n, batch_size)
-    parts = (executor or LocalExecutor()).map(batch, [(s, s + batch_size) for s in starts], shared=x)
+    starts = list(range(0, n, batch_size))
+    bounds = [(s, min(n, s + batch_size)) for s in starts]
+    local = {} if links is None else links.by_piece([np.arange(a, b) for a, b in bounds], n)
+    parts = (executor or LocalExecutor()).map(batch, [(a, b, local.get(k)) for k, (a, b) in enumerate(bounds)],
+                                              shared=x)
     for s, part in zip(starts, parts):
         labels[s:s + batch_size] = part + offset
         offset += int(part.max()) + 1
@@ -308,12 +344,12 @@ def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", link
         if n == 0:
             break
         means = cluster_means(x, labels)
+        between = None if links is None else links.between(labels)
         labels = canonical_labels(threshold_hac(means, threshold, metric=metric, linkage=linkage,
-                                                executor=executor)[labels])
+                                                executor=executor, links=between)[labels])
     return labels
 
 
-def _batch_labels(x: np.ndarray, bounds: tuple[int, int], *, threshold: float, metric: str,
-                  linkage: str) -> np.ndarray:
-    return threshold_hac(x[bounds[0]:bounds[1]], threshold, metric=metric, linkage=linkage)
-
+def _batch_labels(x: np.ndarray, bounds: tuple, *, threshold: float, metric: str, linkage: str) -> np.ndarray:
+    return threshold_hac(x[bounds[0]:bounds[1]], threshold, metric=metric, linkage=linkage,
+                         links=bounds[2] if len(bounds) > 2 else None)

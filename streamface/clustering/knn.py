@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from streamface.clustering.constraints import Links
 from streamface.clustering.hac import canonical_labels, cluster_components, cluster_means, components
 from streamface.clustering.neighbors import SEARCH_MARGIN, knn_search
 
@@ -39,7 +40,7 @@ KNN_METRICS = ("cosine", "correlation", "euclidean", "sqeuclidean")
 
 def _graph_labels(x: np.ndarray, threshold: float, *, metric: str, linkage: str, n_neighbors: int,
                   max_component: int, index: str, exact_limit: int, nprobe: int | None, random_state: int,
-                  stats: dict | None, executor=None) -> np.ndarray:
+                  stats: dict | None, executor=None, links=None) -> np.ndarray:
     import time
 
     n = len(x)
@@ -58,7 +59,7 @@ def _graph_labels(x: np.ndarray, threshold: float, *, metric: str, linkage: str,
     del dist, idx, near, rows
     t2 = time.perf_counter()
     labels = cluster_components(x, comp, threshold, metric=metric, linkage=linkage, max_size=max_component,
-                                executor=executor)
+                                executor=executor, links=links)
     if stats is not None:
         sizes = np.bincount(comp)
         stats.setdefault("levels", []).append({
@@ -73,7 +74,7 @@ def _graph_labels(x: np.ndarray, threshold: float, *, metric: str, linkage: str,
 def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage: str = "complete",
             n_neighbors: int = 32, max_component: int = 5000, mean_levels: int = 2,
             index: str = "auto", exact_limit: int = 50_000, nprobe: int | None = None, random_state: int = 0,
-            stats: dict | None = None, executor=None) -> np.ndarray:
+            stats: dict | None = None, executor=None, links: Links | None = None) -> np.ndarray:
     """Cluster embeddings with a neighbour graph and exact linkage per component (see the module docstring).
 
     Parameters
@@ -104,6 +105,9 @@ def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage:
     executor : streamface.ray_pool.Executor, optional
         Runs the linkages of groups of components (e.g. as Ray tasks); the
         labels do not depend on it. Default: here, one after the other.
+    links : Links, optional
+        Cannot-link and must-link pairs of rows, kept in every level's components and,
+        mapped to the clusters, at the mean levels. None: no constraints.
 
     Returns
     -------
@@ -113,10 +117,11 @@ def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage:
     opts = dict(metric=metric, linkage=linkage, n_neighbors=n_neighbors, max_component=max_component,
                 index=index, exact_limit=exact_limit, nprobe=nprobe, random_state=random_state, stats=stats,
                 executor=executor)
-    labels = _graph_labels(x, threshold, **opts)
+    labels = _graph_labels(x, threshold, links=links, **opts)
     for _ in range(mean_levels):
         if len(labels) == 0:
             break
         means = cluster_means(x, labels)
-        labels = canonical_labels(_graph_labels(means, threshold, **opts)[labels])
+        between = None if links is None else links.between(labels)
+        labels = canonical_labels(_graph_labels(means, threshold, links=between, **opts)[labels])
     return labels

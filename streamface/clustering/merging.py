@@ -13,6 +13,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.spatial import distance as sdist
 
+from streamface.clustering.constraints import Links, join_unless_forbidden
 from streamface.clustering.hac import canonical_labels, components
 
 __all__ = ["mean_cluster_distances", "merge_matched_clusters", "order_by_size"]
@@ -69,7 +70,7 @@ def mean_cluster_distances(x: np.ndarray, labels: np.ndarray, a: np.ndarray, b: 
 
 
 def merge_matched_clusters(x: np.ndarray, labels: np.ndarray, match_i: np.ndarray, match_j: np.ndarray, *,
-                           threshold: float, metric: str = "cosine") -> np.ndarray:
+                           threshold: float, metric: str = "cosine", links: Links | None = None) -> np.ndarray:
     """Join clusters linked by matched faces whose mean member distance is ``< threshold``.
 
     Parameters
@@ -82,6 +83,9 @@ def merge_matched_clusters(x: np.ndarray, labels: np.ndarray, match_i: np.ndarra
     threshold : float
         The seed's ``merging_threshold``: strict ``<``, as in the seed.
     metric : str
+    links : Links, optional
+        Cannot-link pairs of rows: two clusters holding one never join (closest pairs
+        first; a join that would bring a cannot-link pair together is skipped).
 
     Returns
     -------
@@ -98,9 +102,16 @@ def merge_matched_clusters(x: np.ndarray, labels: np.ndarray, match_i: np.ndarra
     pairs = pairs[pairs[:, 0] != pairs[:, 1]]
     if len(pairs) == 0:
         return labels
-    close = mean_cluster_distances(x, labels, pairs[:, 0], pairs[:, 1], metric) < threshold
+    dist = mean_cluster_distances(x, labels, pairs[:, 0], pairs[:, 1], metric)
+    close = dist < threshold
     k = int(labels.max()) + 1
-    comp = components(k, pairs[close, 0], pairs[close, 1])
+    if links is not None and len(links.cannot_i):
+        order = np.argsort(dist[close], kind="stable")
+        between = links.between(labels)
+        comp = join_unless_forbidden(k, pairs[close, 0][order], pairs[close, 1][order],
+                                     between.cannot_i, between.cannot_j)
+    else:
+        comp = components(k, pairs[close, 0], pairs[close, 1])
     return canonical_labels(comp[labels])
 
 
