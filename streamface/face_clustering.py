@@ -57,6 +57,7 @@ from streamface.clustering import (
 )
 from streamface.clustering.thresholds import threshold_warning
 from streamface.features import METRICS, Features, load_features, validate_embeddings
+from streamface.identities import IDENTITY_RECORD, IdentityRecord, grow_identities, known_faces, stable_ids
 from streamface.matches import match_rows, read_matches_csv, store_match_rows
 
 __all__ = ["ClusteringResult", "FaceClustering", "METHODS", "silhouette"]
@@ -76,8 +77,11 @@ class ClusteringResult:
     names : ndarray of str, shape (n,)
         Face ids.
     labels : ndarray of int64, shape (n,)
-        Cluster per face, ``0..k-1``, 0 = largest.
+        Identity per face: ``0..k-1``, 0 = largest, on a first run; the earlier
+        ids where a run continues a collection's identities (see
+        :mod:`streamface.identities`); -1 for faces a review marked as noise.
     n_clusters : int
+        Distinct identities (noise not counted).
     clusters_before_merging : int
     matches : int
         Track-match pairs considered for merging.
@@ -98,6 +102,16 @@ class ClusteringResult:
         The embedding model the thresholds were resolved for.
     warnings : list of str
         E.g. no calibrated thresholds for the model (the seed's were used).
+    incremental : bool
+        Whether only new faces were clustered (earlier identities kept).
+    new_faces : int
+        Faces clustered by this run (all of them unless incremental).
+    joined_faces : int
+        New faces that joined an earlier identity.
+    new_identities : int
+        Identities made of new faces only (on a full run: clusters without an earlier id).
+    record_path : Path or None
+        The identity record written (``metadata/identities.json``).
     """
 
     names: np.ndarray
@@ -113,6 +127,11 @@ class ClusteringResult:
     thresholds: dict = field(default_factory=dict)
     model: str | None = None
     warnings: list = field(default_factory=list)
+    incremental: bool = False
+    new_faces: int = 0
+    joined_faces: int = 0
+    new_identities: int = 0
+    record_path: Path | None = None
 
 
 def silhouette(x: np.ndarray, labels: np.ndarray, metric: str, *, max_samples: int = 10000,
@@ -147,9 +166,12 @@ class FaceClustering:
 
     Parameters
     ----------
-    features_path : str or path
-        ``<store>::<stream>``, a store (with ``stream``), a ``.npz`` or the seed's
-        features ``.pkl`` (see :mod:`streamface.features`; pickles only from trusted sources).
+    features_path : str, path or a list of them
+        ``<store>::<stream>``, a store (all its streams), a glob of stores, the base
+        name of rotated stores, several of these, a ``.npz`` or the seed's features
+        ``.pkl`` (see :mod:`streamface.features`; pickles only from trusted sources).
+        The faces of every stream are clustered as one set, and each stream gets
+        its labels.
     matches_path : path, optional
         The seed's ``matches.csv``. Default: the store's track matches when the
         features come from a store, else no merging.
@@ -157,8 +179,10 @@ class FaceClustering:
         Folder of face images (``<face id>.png``), for ``copy_faces``; with a store
         the crops can come from the store instead.
     output_dir : path, optional
-        Writes ``<output_dir>/metadata/annotations.json`` (and ``labeled_faces/``).
-        May be None only when the features come from a store (labels go to the store).
+        Writes ``<output_dir>/metadata/annotations.json`` (and ``labeled_faces/``),
+        and, for store features, the identity record ``metadata/identities.json``
+        that later incremental runs continue from. May be None only when the
+        features come from a store (labels go to the store only; every run is full).
     metric : str, default "cosine"
         One of :data:`streamface.features.METRICS`; ``knn`` supports cosine,
         correlation, euclidean and sqeuclidean.
@@ -178,7 +202,7 @@ class FaceClustering:
         for its ArcFace+FaceNet.
     method : {"hac", "knn"}, default "hac"
     stream : str, optional
-        The stream, when ``features_path`` is a store without ``::<stream>``.
+        Only this stream (or these, comma-separated) of the stores.
     copy_faces : bool, default False
         Copy each face into ``<output_dir>/labeled_faces/<label>/`` (the seed asked
         with ``input()``; here it is an option).
@@ -199,6 +223,15 @@ class FaceClustering:
     executor : streamface.ray_pool.Executor, optional
         Runs the clustering's independent pieces (batches, components), e.g. a
         :class:`~streamface.ray_pool.RayPool`; the labels are the same as without.
+    incremental : bool, default True
+        With an identity record in ``output_dir``: cluster only the faces it does
+        not count and join them to the earlier identities or make new ones
+        (:mod:`streamface.identities`). False: recluster every face (earlier ids
+        kept where a new cluster overlaps an earlier identity most).
+    reviewed : path, optional
+        Reviewed annotations (``annotate``'s ``annotations_manual.json``): their
+        labels replace the stored ones of the faces they name, so the review's
+        merges and noise hold in this and every later incremental run.
     """
 
     def __init__(self, features_path, matches_path=None, faces_dir=None, output_dir=None,
@@ -207,7 +240,8 @@ class FaceClustering:
                  method: str = "hac", stream: str | None = None, copy_faces: bool = False,
                  write_store: bool = True, n_neighbors: int = 32, max_component: int = 5000,
                  silhouette_samples: int = 10000, random_state: int = 0, verbose: bool = True,
-                 model: str | None = None, executor=None) -> None:
+                 model: str | None = None, executor=None, incremental: bool = True,
+                 reviewed=None) -> None:
         self.features_path = features_path
         self.matches_path = matches_path
         self.faces_dir = faces_dir
@@ -228,6 +262,8 @@ class FaceClustering:
         self.verbose = verbose
         self.model = model
         self.executor = executor
+        self.incremental = incremental
+        self.reviewed = reviewed
 
     # ---- validation -----------------------------------------------------------------------------
 
@@ -256,11 +292,15 @@ class FaceClustering:
             raise FileNotFoundError(f"matches_path: no such file {str(self.matches_path)!r}")
         if self.faces_dir is not None and not Path(self.faces_dir).is_dir():
             raise FileNotFoundError(f"faces_dir: no such folder {str(self.faces_dir)!r}")
+        if self.reviewed is not None and not Path(self.reviewed).is_file():
+            raise FileNotFoundError(f"reviewed: no such file {str(self.reviewed)!r}")
 
     def _validate_sources(self, features: Features) -> None:
-        from_store = features.store is not None
+        from_store = features.from_store
         if self.output_dir is None and not from_store:
             raise ValueError("output_dir: required unless the features come from a store")
+        if self.reviewed is not None and not from_store:
+            raise ValueError("reviewed: needs features from a store (the labels it keeps are the store's)")
         if self.copy_faces:
             if self.output_dir is None:
                 raise ValueError("output_dir: copy_faces=True needs an output folder")
@@ -307,7 +347,30 @@ class FaceClustering:
         x = features.embeddings
         validate_embeddings(x, self.metric, features.names)
         pairs_i, pairs_j = self._matches(features)
+        # Earlier identities: the faces the collection's record counts keep their labels.
+        record_path = None
+        if self.output_dir is not None and features.from_store:
+            record_path = Path(self.output_dir) / "metadata" / IDENTITY_RECORD
+        record = IdentityRecord.read(record_path) if record_path is not None else None
+        previous = self._previous_labels(features)
+        prior = known_faces(features, record)
+        known = prior if self.incremental else np.zeros(len(features), bool)
+        collection = features
+        if known.any():
+            todo = np.flatnonzero(~known)
+            features = collection.take(todo)
+            x = features.embeddings
+            inside = ~known[pairs_i] & ~known[pairs_j]
+            position = np.full(len(known), -1, np.int64)
+            position[todo] = np.arange(len(todo))
+            pairs_i, pairs_j = position[pairs_i[inside]], position[pairs_j[inside]]
         seconds["read"] = time.perf_counter() - t0
+        if known.all():
+            self._say("No new faces: the earlier identities stand.")
+            return self._finish(collection, previous, record, record_path, seconds, before=0,
+                                matches=0, thresholds={"matching_threshold": matching,
+                                                       "merging_threshold": merging},
+                                model=model, notes=notes, incremental=True, new_faces=0, joined=0, new_ids=0)
 
         t0 = time.perf_counter()
         self._say(f"Clustering {len(x)} faces ({self.method}, {self.linkage} linkage, "
@@ -331,6 +394,33 @@ class FaceClustering:
         seconds["merge"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        new_faces, joined, new_ids = len(labels), 0, n_clusters
+        if known.any():
+            growth = grow_identities(collection.embeddings, previous, ~known, labels, matching,
+                                     metric=self.metric, next_id=record.next_id)
+            labels, joined, new_ids = growth.labels, growth.joined_faces, growth.new_identities
+            self._say(f"{new_faces} new faces: {joined} joined earlier identities, {new_ids} new identities")
+        elif prior.any():
+            labels, _ = stable_ids(labels, np.where(prior, previous, -1), next_id=record.next_id)
+            new_ids = int(len(np.setdiff1d(labels, previous[prior])))
+        features = collection
+        x = features.embeddings
+        seconds["identities"] = time.perf_counter() - t0
+        thresholds = {"matching_threshold": matching, "merging_threshold": merging}
+        return self._finish(features, labels, record, record_path, seconds, before=before,
+                            matches=len(pairs_i), thresholds=thresholds, model=model, notes=notes,
+                            incremental=bool(known.any()), new_faces=new_faces, joined=joined, new_ids=new_ids)
+
+    def _finish(self, features: Features, labels: np.ndarray, record: IdentityRecord | None,
+                record_path: Path | None, seconds: dict, *, before: int, matches: int,
+                thresholds: dict, model, notes: list, incremental: bool, new_faces: int, joined: int,
+                new_ids: int) -> ClusteringResult:
+        """Score, write the annotations, the store's labels and the identity record; the result."""
+        x = features.embeddings
+        labels = np.asarray(labels, np.int64)
+        n_clusters = int(len(np.unique(labels[labels >= 0])))
+
+        t0 = time.perf_counter()
         score = None
         if self.silhouette_samples:
             score = silhouette(x, labels, self.metric, max_samples=int(self.silhouette_samples),
@@ -345,22 +435,45 @@ class FaceClustering:
             self._say(f"Writing {len(labels)} annotations to {annotations_path} ...")
             write_annotations(annotations_path, Annotations(features.names, labels, features.extra))
         store_written = False
-        if features.store is not None and self.write_store:
+        if features.from_store and self.write_store:
             self._say(f"Writing labels into {features.source} ...")
             _write_store_labels(features, labels)
             store_written = True
+            if record_path is not None:
+                # Only labels that reached the store count as the collection's.
+                (record or IdentityRecord()).updated(features, labels, model).write(record_path)
         copied = self._copy_faces(features, labels) if self.copy_faces else 0
         seconds["write"] = time.perf_counter() - t0
-        return ClusteringResult(features.names, labels, n_clusters, before, len(pairs_i), score,
-                                annotations_path, copied, store_written, seconds,
-                                {"matching_threshold": matching, "merging_threshold": merging}, model, notes)
+        return ClusteringResult(features.names, labels, n_clusters, before, matches, score,
+                                annotations_path, copied, store_written, seconds, thresholds, model, notes,
+                                incremental, new_faces, joined, new_ids,
+                                record_path if store_written and record_path is not None else None)
+
+    def _previous_labels(self, features: Features) -> np.ndarray:
+        """The stored labels (UNSET where none), with a review's labels for the faces it names."""
+        from streamface.annotations import read_annotations
+        from streamface.store import UNSET_LABEL
+
+        if features.stored_labels is None:
+            return np.full(len(features), UNSET_LABEL, np.int64)
+        labels = features.stored_labels.astype(np.int64)
+        if self.reviewed is not None:
+            reviewed = read_annotations(self.reviewed).label_of()
+            for row, name in enumerate(features.names.tolist()):
+                if name in reviewed:
+                    labels[row] = int(reviewed[name])
+        return labels
 
     def _matches(self, features: Features) -> tuple[np.ndarray, np.ndarray]:
         if self.matches_path is not None:
             return match_rows(features.names, read_matches_csv(self.matches_path))
-        if features.store is not None:
-            return store_match_rows(features.store, features.stream, len(features))
-        return np.empty(0, np.int64), np.empty(0, np.int64)
+        # Each stream's track matches, in the rows of the collection (tracks never cross streams).
+        found = [tuple(rows + source.start for rows in store_match_rows(source.store, source.stream,
+                                                                         len(source.rows)))
+                 for source in features.sources]
+        if not found:
+            return np.empty(0, np.int64), np.empty(0, np.int64)
+        return np.concatenate([i for i, _ in found]), np.concatenate([j for _, j in found])
 
     def _copy_faces(self, features: Features, labels: np.ndarray) -> int:
         root = Path(self.output_dir) / "labeled_faces"
@@ -379,32 +492,40 @@ class FaceClustering:
                 warnings.warn(f"{missing} face images were not found in {self.faces_dir} and not copied",
                               UserWarning, stacklevel=3)
             return len(labels) - missing
-        return _copy_store_crops(features, labels, root)
+        return sum(_copy_store_crops(features, source, labels, root) for source in features.sources)
 
 
 def _write_store_labels(features: Features, labels: np.ndarray) -> None:
+    """Write each stream's labels; a stream whose stored labels are these already is not opened
+    for writing (an incremental run leaves earlier days' stores alone)."""
     from streamface.store import FaceStore, StoreError
 
-    try:
-        store = FaceStore.open(features.store, mode="a")
-        with store.writer(features.stream) as writer:
-            # Features are rows [0, n) of the stream, so labels go in row order from 0.
-            order = np.argsort(features.rows, kind="stable")
-            writer.write_labels(labels[order].astype(np.int32), start=int(features.rows[order][0]))
-    except StoreError as exc:
-        raise ValueError(f"could not write labels into {features.source}: {exc}") from None
+    for source in features.sources:
+        part = labels[source.start:source.stop]
+        if features.stored_labels is not None and np.array_equal(features.stored_labels[source.start:source.stop],
+                                                                  part):
+            continue
+        try:
+            store = FaceStore.open(source.store, mode="a")
+            with store.writer(source.stream) as writer:
+                # Features are rows [0, n) of the stream, so labels go in row order from 0.
+                order = np.argsort(source.rows, kind="stable")
+                writer.write_labels(part[order].astype(np.int32), start=int(source.rows[order][0]))
+        except StoreError as exc:
+            raise ValueError(f"could not write labels into {source.name}: {exc}") from None
 
 
-def _copy_store_crops(features: Features, labels: np.ndarray, root: Path, batch_rows: int = 256) -> int:
+def _copy_store_crops(features: Features, where, labels: np.ndarray, root: Path, batch_rows: int = 256) -> int:
     from streamface.store import FaceStore
     from streamface.atomic_write import atomic_write
     from streamface.store.export import png_bytes
 
-    source = FaceStore.open(features.store, mode="r").stream(features.stream)
-    label_of_row = dict(zip(features.rows.tolist(), labels.tolist()))
-    file_of_row = dict(zip(features.rows.tolist(), features.files))
+    source = FaceStore.open(where.store, mode="r").stream(where.stream)
+    part = slice(where.start, where.stop)
+    label_of_row = dict(zip(where.rows.tolist(), labels[part].tolist()))
+    file_of_row = dict(zip(where.rows.tolist(), features.files[part]))
     written = 0
-    rows = np.sort(features.rows)
+    rows = np.sort(where.rows)
     for s in range(0, len(rows), batch_rows):
         lo, hi = int(rows[s]), int(rows[min(len(rows), s + batch_rows) - 1]) + 1
         faces = source.read_faces(lo, hi, columns=("crop",))
