@@ -9,13 +9,16 @@ given by ``path`` from the model's own output names (like InsightFace's model ro
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from streamface.engine.backends import create_engine
-from streamface.engine.errors import ModelError
+from streamface.engine.backends import create_engine, parse_device, resolve
+from streamface.engine.backends.availability import auto_placement
+from streamface.engine.backends.tensorrt_profile import ProfileRequest, detector_request
+from streamface.engine.errors import BackendError, ModelError
 from streamface.engine.models.age_gender import AgeHead, GenderHead
 from streamface.engine.models.arcface import ArcFace
 from streamface.engine.models.cache import ModelCache
@@ -64,9 +67,49 @@ def _family_from_outputs(output_names) -> str | None:
     return None
 
 
+def _prepare_default(wrapper, option: str, fallback):
+    """The default of ``option`` in ``wrapper.prepare`` (``fallback`` if it has none)."""
+    if wrapper is None:
+        return fallback
+    parameter = inspect.signature(wrapper.prepare).parameters.get(option)
+    if parameter is None or parameter.default in (inspect.Parameter.empty, None):
+        return fallback
+    return parameter.default
+
+
+def tensorrt_request(role: str, wrapper, spec: ModelSpec | None,
+                     prepare_options: dict) -> ProfileRequest:
+    """The TensorRT profile request for a model about to be wrapped with ``prepare_options``.
+
+    A detector gets :func:`~streamface.engine.backends.tensorrt_profile.detector_request`
+    for its ``input_size`` and ``max_batch`` (the wrapper's defaults where not given: 640,
+    and 8 frames on CUDA); recognizers and heads batches of up to their ``max_batch`` (32).
+    """
+    if role == "detector":
+        size = prepare_options.get("input_size", _prepare_default(wrapper, "input_size", 640))
+        multiple = max(spec.preprocessing.size_multiple, 1) if spec is not None else 32
+        return detector_request(size, prepare_options.get("max_batch"), multiple)
+    batch = prepare_options.get("max_batch", _prepare_default(wrapper, "max_batch", 32))
+    return ProfileRequest(max_batch=batch)
+
+
+def _engine(data: bytes, name: str, device: str, backend: str, options: dict,
+            request: ProfileRequest, home):
+    """``create_engine``, with the profile and the plan cache when it will be TensorRT."""
+    placement = resolve(device, backend)
+    if placement.backend != "tensorrt":
+        return create_engine(data, device=device, backend=backend, name=name, **options)
+    options = {"profile": request, "plan_dir": ModelCache(home).plans_dir, **options}
+    return create_engine(data, device=placement.device, backend="tensorrt", name=name,
+                         **options)
+
+
 def _load(role: str, name: str | None, families: dict, default: str, device: str,
-          backend: str, path, home, engine_options: dict):
+          backend: str, path, home, engine_options: dict, prepare_options: dict):
+    if engine_options.get("tensorrt") and backend == "auto":
+        backend = "ort"  # ``tensorrt=True`` asks for ONNX Runtime's TensorRT provider
     if path is not None:
+        named = None
         if name is not None:
             named = get_spec(name)  # an unknown name is an error, not silently ignored
             if named.role != role:
@@ -76,8 +119,9 @@ def _load(role: str, name: str | None, families: dict, default: str, device: str
             raise ModelError(f"model file {path} (given by path=) does not exist; pass the path "
                              f"of the ONNX file")
         data = path.read_bytes()
-        engine = create_engine(data, device=device, backend=backend, name=str(path),
-                               **engine_options)
+        wrapper = families.get(named.family) if named is not None else None
+        engine = _engine(data, str(path), device, backend, engine_options,
+                         tensorrt_request(role, wrapper, named, prepare_options), home)
         family = REGISTRY[name].family if name in REGISTRY else _family_from_outputs(
             engine.output_names)
         if family not in families:
@@ -94,14 +138,27 @@ def _load(role: str, name: str | None, families: dict, default: str, device: str
     if spec.role != role or spec.family not in families:
         raise ModelError(f"{spec.name} is a {spec.role}, not a {role}; {role}s: "
                          f"{', '.join(n for n, s in cache.registry.items() if s.role == role)}")
+    cascade = bool(spec.extra.get("stages"))  # MTCNN: its other networks' entries
+    if cascade and backend == "tensorrt":
+        # Its stages run pyramids and candidate batches of no fixed profile: TensorRT is
+        # not offered for them, and ``auto`` takes the next backend.
+        raise BackendError(f"{spec.name}: backend 'tensorrt' does not run cascades (its "
+                           f"stages have no fixed shapes to build for); use backend='ort' "
+                           f"or 'torch'")
     prepared = cache.load(spec.name)
-    engine = create_engine(prepared.data, device=device, backend=backend,
-                           name=str(prepared.path), **engine_options)
-    if spec.extra.get("stages"):  # a cascade (MTCNN): its other networks' entries
+    if cascade:
+        if backend == "auto":
+            chosen = auto_placement(parse_device(device), exclude=("tensorrt",))
+            backend, device = chosen.backend, (device if chosen.backend == "ort" else
+                                               chosen.device)
+        engine = create_engine(prepared.data, device=device, backend=backend,
+                               name=str(prepared.path), **engine_options)
         stages = [cache.load(stage) for stage in spec.extra["stages"]]
         return families[spec.family](engine, spec, stages=[
             create_engine(s.data, device=device, backend=backend, name=str(s.path),
                           **engine_options) for s in stages])
+    engine = _engine(prepared.data, str(prepared.path), device, backend, engine_options,
+                     tensorrt_request(role, families[spec.family], spec, prepare_options), home)
     return families[spec.family](engine, spec)
 
 
@@ -117,6 +174,9 @@ def load_detector(name: str | None = None, device: str = "auto", backend: str = 
         ``"scrfd"`` from a user file).
     device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
     backend : {"auto", "ort", "tensorrt", "torch"}, default "auto"
+        ``auto`` on a GPU: native TensorRT, then ONNX Runtime CUDA, then torch CUDA;
+        else ONNX Runtime on the CPU. TensorRT builds for the ``input_size`` and
+        ``max_batch`` in ``options`` and caches the plan under ``<home>/plans``.
     path : path-like or None
         Load this ONNX file instead of the cache (no checksum; the wrapper is picked
         from ``name`` or from the model's outputs).
@@ -142,7 +202,8 @@ def load_detector(name: str | None = None, device: str = "auto", backend: str = 
         The device or backend is not available (e.g. ``cuda`` without onnxruntime-gpu).
     """
     detector = _load("detector", name, DETECTORS, DEFAULT_DETECTOR, device, backend, path,
-                     home, {"intra_op_threads": intra_op_threads, **(engine_options or {})})
+                     home, {"intra_op_threads": intra_op_threads, **(engine_options or {})},
+                     options)
     if "conf_threshold" not in options:
         # The user's calibration (`streamface calibrate --write`) over the wrapper's shipped value.
         user = user_values(detector.spec.name, home).get("conf_threshold")
@@ -168,10 +229,10 @@ def load_recognizer(name: str | None = None, device: str = "auto", backend: str 
                              f"(`streamface models prepare NAME --model-path FILE`) instead")
         recognizer = ConcatenatedRecognizer([
             _load("recognizer", part.strip(), RECOGNIZERS, DEFAULT_RECOGNIZER, device, backend,
-                  None, home, engine) for part in name.split("+")])
+                  None, home, engine, options) for part in name.split("+")])
     else:
         recognizer = _load("recognizer", name, RECOGNIZERS, DEFAULT_RECOGNIZER, device,
-                           backend, path, home, engine)
+                           backend, path, home, engine, options)
     return recognizer.prepare(**options) if options else recognizer
 
 
@@ -206,7 +267,7 @@ def load_attribute_head(name: str, device: str = "auto", backend: str = "auto", 
         heads = ", ".join(n for n, s in REGISTRY.items() if s.role == "attribute")
         raise ModelError(f"{name} is not an attribute head; attribute heads: {heads}")
     head = _load("attribute", name, ATTRIBUTE_HEADS, name, device, backend, path, home,
-                 {"intra_op_threads": intra_op_threads, **(engine_options or {})})
+                 {"intra_op_threads": intra_op_threads, **(engine_options or {})}, options)
     return head.prepare(**options) if options else head
 
 

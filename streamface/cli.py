@@ -116,9 +116,10 @@ def models(ctx: click.Context, home: str | None) -> None:
 @click.pass_obj
 def models_list(cache) -> None:
     """Show every registry model: role, carrier wheel, licence, installed, input and file size; then the
-    default thresholds of detectors and recognizers and where they come from (shipped or your calibration)."""
+    default thresholds of detectors and recognizers and where they come from (shipped or your calibration);
+    then the backend `--backend auto` runs here and the TensorRT plans built so far."""
     from streamface.engine.models.calibration_file import CalibrationFileError
-    from streamface.engine.models.listing import defaults_table, model_table
+    from streamface.engine.models.listing import backends_text, defaults_table, model_table
 
     click.echo(model_table(cache.statuses()))
     click.echo(f"cache: {cache.models_dir}")
@@ -127,6 +128,7 @@ def models_list(cache) -> None:
         click.echo(defaults_table([s.spec for s in cache.statuses()], cache.home))
     except CalibrationFileError as exc:
         raise click.ClickException(str(exc)) from None
+    click.echo("\n" + backends_text(cache.home))
 
 
 @models.command("prepare")
@@ -548,8 +550,10 @@ def _extraction_options(func):
 
 _backend_option = click.option(
     "--backend", type=click.Choice(["auto", "ort", "tensorrt", "torch"]), default="auto",
-    help="Inference backend: auto picks ONNX Runtime; torch needs the [torch] extra, tensorrt "
-         "a CUDA host with TensorRT.")
+    help="Inference backend. auto on a GPU: TensorRT (the [tensorrt] extra), then ONNX Runtime CUDA "
+         "(onnxruntime-gpu), then torch CUDA (the [torch] extra); else ONNX Runtime on the CPU. "
+         "tensorrt builds an engine per model, GPU and TensorRT version on first use and caches it "
+         "(`streamface models list` shows which backend auto runs and the plans built).")
 
 
 def _analysis_options(func):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 
 import numpy as np
@@ -18,6 +19,7 @@ from streamface.engine import (
     load_recognizer,
 )
 from streamface.engine.backends import parse_device, resolve
+from streamface.engine.backends.availability import AUTO_ORDER, cuda_candidate
 from streamface.engine.backends.base import ort_cuda_available
 
 needs_no_cuda = pytest.mark.skipif(ort_cuda_available(), reason="this machine has CUDA")
@@ -50,7 +52,8 @@ def test_unknown_backend_names_the_choices():
         resolve("cpu", "onnx")
 
 
-@needs_no_cuda
+@pytest.mark.skipif(any(cuda_candidate(b, None).usable for b in AUTO_ORDER),
+                    reason="a backend here runs on CUDA")
 def test_auto_falls_back_to_the_cpu():
     assert resolve("auto", "auto").device == "cpu"
     assert OrtEngine(tiny_onnx_model("batch"), device="auto").device == "cpu"
@@ -65,12 +68,19 @@ def test_cuda_without_cuda_is_an_error_not_a_fallback(device, engine_home):
         load_detector(device=device, home=engine_home)
 
 
-# torch: tests/test_engine_torch.py (it loads wherever torch and CUDA are installed).
-@pytest.mark.parametrize("backend, package", [("tensorrt", "tensorrt")])
-def test_unavailable_backends_refuse_clearly(backend, package, engine_home):
-    with pytest.raises(BackendError, match=f"backend '{backend}'|{backend} backend") as err:
-        load_recognizer(backend=backend, device="cuda:0", home=engine_home)
-    assert "backend='ort'" in str(err.value)
+# torch: tests/test_engine_torch.py; TensorRT: tests/test_engine_tensorrt.py (each loads
+# wherever its packages and CUDA are installed).
+@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None,
+                    reason="tensorrt is installed here")
+def test_tensorrt_without_the_package_refuses_clearly(engine_home):
+    with pytest.raises(BackendError, match="backend 'tensorrt' needs the tensorrt Python "
+                                           "package") as err:
+        load_recognizer(backend="tensorrt", device="cuda:0", home=engine_home)
+    assert "backend='ort'" in str(err.value) and "pip install" in str(err.value)
+
+
+def test_the_always_raising_stand_in_is_gone():
+    assert importlib.util.find_spec("streamface.engine.backends.unavailable") is None
 
 
 def test_gpu_only_backends_refuse_the_cpu():

