@@ -1,13 +1,16 @@
 """Calibrate a recognizer's clustering thresholds and a detector's score threshold on labelled data.
 
 Clustering (``calibrate_clustering``): each labelled set's faces are embedded with the
-recognizer and clustered by complete-linkage HAC (the seed's ``batched_hac``) at every
-cut of a grid (default cosine distance 0.3..0.7, step 0.025), scored with BCubed and
-pairwise F against the identities. The chosen values (:func:`choose`, the rule the
-registry's shipped SFace values come from):
+recognizer and clustered as the face clustering stage does by default (``batched_hac``
+with average linkage, and no cluster holding two faces of one frame where the set knows
+its frames) at every cut of a grid (default cosine distance 0.3..0.7, step 0.025),
+scored with BCubed and pairwise F against the identities. The chosen values
+(:func:`choose`, the rule the registry's shipped SFace values come from):
 
-- ``matching_threshold``: the cut maximising the mean BCubed F over the sets (ties: the
-  smaller cut, i.e. precision first);
+- ``matching_threshold``: the cut maximising the *worst* set's BCubed F (a default must
+  hold on every kind of data, not on average), and where neighbouring cuts score as well
+  (within :data:`PLATEAU_TOLERANCE`), the middle of that plateau rather than its edge
+  (an edge is where the next data set falls off; even plateaus: the lower middle);
 - ``merging_threshold``: matching + 0.1 (joins only track-matched clusters, on their mean
   member distance, so it may be looser than the cut);
 - cluster matching ``min_threshold`` = matching + 0.05, ``max_threshold`` = matching + 0.15
@@ -22,7 +25,11 @@ Labelled sets (:func:`load_labelled_set` tells them apart):
   ``metadata/annotations_manual.json``, e.g. ``data/skynews``): the seed's faces
   embedded from the frames with the seed's own landmarks, labels from the annotations;
 - a face store stream (``<store>::<stream>``) with its embeddings and an
-  ``annotations_manual.json`` (seed format).
+  ``annotations_manual.json`` (seed format);
+- a folder of frames with named boxes (``frames/<frame>.jpg|png`` and ``labels.csv``
+  with ``frame,x,y,w,h,identity``, e.g. ``tv/fotb``): the detector runs on each frame,
+  each named box takes the detection of highest IoU (>= 0.5) and is embedded from it;
+  ``unknown`` boxes are not scored. Faces of one frame are kept apart (cannot-link).
 
 Faces a person labelled noise (``-1``) count as one label, as the seed's annotation
 evaluation scores them (``evaluate_labels(noise="label")``).
@@ -44,9 +51,9 @@ every set. A set that cannot reach the target at any threshold (its recall at th
 lower, e.g. MTCNN on skynews) keeps instead its best reachable recall, the highest 0.01
 step losing none of what the floor finds there; the summary and the JSON say so.
 
-The public data the shipped values come from: ``identities/johns``,
-``identities/orl`` and ``skynews`` under ``../shared/data`` (see
-``benchmarks/calibrate_clustering.py``).
+The public data the shipped clustering values come from: ``identities/johns``,
+``identities/orl``, ``skynews`` and ``tv/fotb`` under ``../shared/data`` (see
+``benchmarks/calibrate_clustering.py``); the detector thresholds: the first three.
 """
 
 from __future__ import annotations
@@ -61,11 +68,21 @@ import numpy as np
 
 __all__ = ["BoxTruth", "ClusteringCalibration", "DetectorCalibration", "DetectorSetResult", "LabelledSet",
            "PhotoTruth", "DEFAULT_CUTS", "calibrate_clustering", "calibrate_detector", "choose", "cut_grid",
-           "detector_threshold", "detector_truths", "identity_folder_set", "identity_photos", "load_labelled_set",
+           "PLATEAU_TOLERANCE", "detector_threshold", "detector_truths", "frames_folder_set", "identity_folder_set",
+           "identity_photos", "is_frames_folder", "load_labelled_set", "plateau", "read_named_boxes",
            "plot_calibration", "seed_folder_set", "store_set", "sweep", "write_report"]
 
 #: The default grid of linkage cuts: cosine distance 0.3..0.7, step 0.025 (what the shipped values used).
 DEFAULT_CUTS = (0.3, 0.7, 0.025)
+
+#: Cuts whose worst-set BCubed F is within this of the best form the plateau :func:`choose` takes the middle of.
+PLATEAU_TOLERANCE = 0.001
+
+#: The linkage the sweep clusters with: the face clustering stage's default.
+SWEEP_LINKAGE = "average"
+
+#: Named boxes match a detection at this IoU or more (frames with ``labels.csv``).
+BOX_IOU = 0.5
 
 #: Photo files of an identity folder.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".pgm", ".ppm", ".bmp", ".tif", ".tiff", ".webp")
@@ -107,12 +124,16 @@ class LabelledSet:
     labels : ndarray of int64, shape (n,)
     skipped : list of str
         Inputs left out (a photo with no face, an annotated face without features).
+    frames : ndarray of int64, shape (n,), optional
+        The frame of each face where the set knows it (faces of one frame are two people);
+        None: every face its own frame (photos).
     """
 
     name: str
     embeddings: np.ndarray
     labels: np.ndarray
     skipped: list[str] = field(default_factory=list)
+    frames: np.ndarray | None = None
 
     @property
     def identities(self) -> int:
@@ -216,6 +237,89 @@ def seed_folder_set(root, recognizer, *, name: str | None = None) -> LabelledSet
     return LabelledSet(name or root.name, np.asarray(embeddings, np.float32), np.asarray(labels, np.int64), skipped)
 
 
+def is_frames_folder(path) -> bool:
+    """Whether ``path`` holds frames with named boxes: ``frames/`` and ``labels.csv``."""
+    path = Path(path)
+    return (path / "frames").is_dir() and (path / "labels.csv").is_file()
+
+
+def read_named_boxes(path) -> dict[str, list[tuple[np.ndarray, str]]]:
+    """Boxes of a ``labels.csv`` (``frame,x,y,w,h,identity``) by frame stem: ``[(box (4,), identity), ...]``.
+
+    Raises
+    ------
+    ValueError
+        A missing column or a value that is not a number (names the file and line).
+    """
+    out: dict[str, list[tuple[np.ndarray, str]]] = {}
+    with open(path, newline="") as fp:
+        for line, row in enumerate(csv.DictReader(fp), start=2):
+            try:
+                box = np.array([float(row[k]) for k in "xywh"], np.float32)
+                frame, identity = row["frame"].strip(), row["identity"].strip()
+            except (KeyError, TypeError, ValueError, AttributeError):
+                raise ValueError(f"{path}, line {line}: expected columns frame,x,y,w,h,identity with numbers "
+                                 f"for x,y,w,h, got {dict(row)!r}") from None
+            if not frame or not identity or not np.isfinite(box).all() or box[2] <= 0 or box[3] <= 0:
+                raise ValueError(f"{path}, line {line}: expected a frame, a box of positive size and an "
+                                 f"identity, got {dict(row)!r}")
+            out.setdefault(frame, []).append((box, identity))
+    return out
+
+
+def _frame_file(root: Path, stem: str) -> Path | None:
+    for suffix in (".jpg", ".jpeg", ".png"):
+        if (root / "frames" / f"{stem}{suffix}").is_file():
+            return root / "frames" / f"{stem}{suffix}"
+    return None
+
+
+def frames_folder_set(root, detector, recognizer, *, name: str | None = None,
+                      unknown: str = "unknown") -> LabelledSet:
+    """The named faces of a frames folder with ``labels.csv``, embedded from their best-matching detections.
+
+    Each named box takes the detection of highest IoU (>= :data:`BOX_IOU`) in its frame
+    (a detection serves one box); boxes named ``unknown`` are left out. A named box with
+    no detection is skipped and listed.
+
+    Raises
+    ------
+    ValueError
+        A malformed ``labels.csv``, a frame it names missing, or fewer than two identities found.
+    """
+    from streamface.engine import box_iou
+
+    root = Path(root)
+    people: dict[str, int] = {}
+    embeddings, labels, frames, skipped = [], [], [], []
+    for k, (stem, boxes) in enumerate(sorted(read_named_boxes(root / "labels.csv").items())):
+        named = [(box, who) for box, who in boxes if who != unknown]
+        if not named:
+            continue
+        path = _frame_file(root, stem)
+        if path is None:
+            raise ValueError(f"{root / 'labels.csv'}: frame {stem!r} has no image in {root / 'frames'}")
+        img = _read_rgb(path)
+        [found] = detector.detect([img])
+        iou = box_iou(np.stack([b for b, _ in named]), found.boxes) if len(found.scores) \
+            else np.zeros((len(named), 0))
+        used: set[int] = set()
+        for i, (box, who) in enumerate(named):
+            order = [j for j in np.argsort(-iou[i]).tolist() if iou[i, j] >= BOX_IOU and j not in used]
+            if not order:
+                skipped.append(f"{stem}: no detection at IoU >= {BOX_IOU:g} for {who}'s box {box.tolist()}")
+                continue
+            used.add(order[0])
+            embeddings.append(recognizer.embed(img, found.landmarks[order[0]:order[0] + 1])[0])
+            labels.append(people.setdefault(who, len(people)))
+            frames.append(k)
+    if len(set(labels)) < 2:
+        raise ValueError(f"{root}: calibration needs at least two named identities with a detected face, "
+                         f"found {len(set(labels))}")
+    return LabelledSet(name or root.name, np.asarray(embeddings, np.float32), np.asarray(labels, np.int64),
+                       skipped, np.asarray(frames, np.int64))
+
+
 def default_annotations(store: str) -> Path:
     """Where a store's reviewed labels are looked for: ``<folder of the store>/metadata/annotations_manual.json``."""
     return Path(store).expanduser().resolve().parent / "metadata" / "annotations_manual.json"
@@ -258,7 +362,8 @@ def store_set(features_path: str, *, stream: str | None = None, annotations=None
 
 def load_labelled_set(source: str, *, detector, recognizer, stream: str | None = None, annotations=None,
                       model: str | None = None) -> LabelledSet:
-    """A labelled set from ``source``: a store (``<store>::<stream>``), a seed-layout folder or an identity folder.
+    """A labelled set from ``source``: a store (``<store>::<stream>``), a seed-layout folder, a frames
+    folder with ``labels.csv`` or an identity folder.
 
     Raises
     ------
@@ -275,38 +380,70 @@ def load_labelled_set(source: str, *, detector, recognizer, stream: str | None =
         raise ValueError(f"{source}: not a folder or a face store")
     if is_seed_folder(root):
         return seed_folder_set(root, recognizer)
+    if is_frames_folder(root):
+        return frames_folder_set(root, detector, recognizer)
     if not any(p.is_dir() for p in root.iterdir()):
         raise ValueError(f"{source}: expected <identity>/<images> folders, a seed-layout folder (frames/, "
-                         f"metadata/detections.csv, metadata/annotations_manual.json) or a face store; found none")
+                         f"metadata/detections.csv, metadata/annotations_manual.json), frames/ with labels.csv "
+                         f"or a face store; found none")
     return identity_folder_set(root, detector, recognizer)
 
 
 # ---- clustering ----------------------------------------------------------------------------------------
 
 
-def sweep(x: np.ndarray, y: np.ndarray, cuts) -> np.ndarray:
-    """Scores of complete-linkage HAC (the seed's ``batched_hac``) at each cut.
+def sweep(x: np.ndarray, y: np.ndarray, cuts, *, frames: np.ndarray | None = None,
+          linkage: str = SWEEP_LINKAGE) -> np.ndarray:
+    """Scores of the stage's clustering (``batched_hac``, ``linkage``) at each cut.
+
+    Parameters
+    ----------
+    x : ndarray, shape (n, D)
+    y : ndarray of int, shape (n,)
+    cuts : array-like of float
+    frames : ndarray of int, shape (n,), optional
+        Frame of each face: faces of one frame never share a cluster (as in the stage).
+    linkage : str, default :data:`SWEEP_LINKAGE`
 
     Returns
     -------
     ndarray of float64, shape (len(cuts), 6)
         Columns :data:`SWEEP_COLUMNS` (BCubed P, R, F; pairwise P, R, F).
     """
-    from streamface.clustering import batched_hac, order_by_size
+    from streamface.clustering import Links, batched_hac, order_by_size
     from streamface.metrics import evaluate_labels
 
+    links = None if frames is None else Links.of_faces(frames)
     out = []
     for t in np.asarray(cuts, float):
-        scores = evaluate_labels(y, order_by_size(batched_hac(x, float(t))))
+        scores = evaluate_labels(y, order_by_size(batched_hac(x, float(t), linkage=linkage, links=links)))
         out.append(tuple(scores.bcubed) + tuple(scores.pairwise))
     return np.array(out, np.float64).reshape(len(out), len(SWEEP_COLUMNS))
 
 
-def choose(mean_f: np.ndarray, cuts) -> dict[str, float]:
-    """The chosen thresholds from the mean BCubed F at each cut (rule of the module docstring)."""
-    mean_f = np.asarray(mean_f, float)
-    best = int(np.flatnonzero(mean_f >= mean_f.max() - 1e-12)[0])  # ties: the smaller cut
-    t = float(np.asarray(cuts, float)[best])
+def plateau(worst_f: np.ndarray, tolerance: float = PLATEAU_TOLERANCE) -> tuple[int, int]:
+    """The widest run of consecutive cuts scoring within ``tolerance`` of the best: ``(first, last)`` indices.
+
+    Runs of equal width: the one of smaller cuts (precision first).
+    """
+    f = np.asarray(worst_f, float)
+    top = f >= f.max() - tolerance
+    best, first = (0, -1), None
+    for i, on in enumerate(np.r_[top, False].tolist()):
+        if on and first is None:
+            first = i
+        elif not on and first is not None:
+            if i - 1 - first > best[1] - best[0]:
+                best = (first, i - 1)
+            first = None
+    return best
+
+
+def choose(worst_f: np.ndarray, cuts) -> dict[str, float]:
+    """The chosen thresholds from the worst set's BCubed F at each cut (rule of the module docstring):
+    the middle (lower middle) of the :func:`plateau` of the best cuts."""
+    first, last = plateau(worst_f)
+    t = float(np.asarray(cuts, float)[(first + last) // 2])
     return {"matching_threshold": round(t, 4), "merging_threshold": round(t + 0.1, 4),
             "min_threshold": round(t + 0.05, 4), "max_threshold": round(t + 0.15, 4)}
 
@@ -316,7 +453,8 @@ class ClusteringCalibration:
     """A recognizer's clustering sweep over labelled sets and the chosen thresholds.
 
     ``scores[name]``: shape (len(cuts), 6), columns :data:`SWEEP_COLUMNS`; ``mean_f`` /
-    ``mean_pairwise_f``: shape (len(cuts),), means over the sets.
+    ``mean_pairwise_f``: shape (len(cuts),), means over the sets; ``worst_f``: the
+    lowest set's BCubed F at each cut (what :func:`choose` maximises).
     """
 
     model: str
@@ -327,6 +465,11 @@ class ClusteringCalibration:
     mean_f: np.ndarray
     mean_pairwise_f: np.ndarray
     chosen: dict[str, float]
+    worst_f: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.worst_f is None:
+            self.worst_f = np.min([v[:, 2] for v in self.scores.values()], axis=0)
 
     @property
     def best(self) -> int:
@@ -335,23 +478,28 @@ class ClusteringCalibration:
     def source(self) -> str:
         """One line on where the values came from (stored with ``--write``)."""
         sets = ", ".join(f"{k} ({n} faces)" for k, (n, _) in self.sizes.items())
-        return (f"streamface calibrate: complete-linkage cut maximising mean BCubed F "
-                f"({self.mean_f[self.best]:.3f} at {self.chosen['matching_threshold']:g}) on {sets}")
+        first, last = plateau(self.worst_f)
+        return (f"streamface calibrate: {SWEEP_LINKAGE}-linkage cut maximising the worst set's BCubed F "
+                f"({self.worst_f[self.best]:.3f} at {self.chosen['matching_threshold']:g}, the middle of "
+                f"{self.cuts[first]:g}..{self.cuts[last]:g}) on {sets}")
 
     def table(self) -> str:
         """The sweep as text: one row per cut, BCubed P/R/F per set, mean BCubed and pairwise F."""
         width = max(20, *(len(n) + 8 for n in self.scores))
-        lines = ["cut     " + "  ".join(f"{n + ' P/R/F':>{width}}" for n in self.scores) + "  mean F  pair F"]
+        lines = ["cut     " + "  ".join(f"{n + ' P/R/F':>{width}}" for n in self.scores)
+                 + "  worst F  mean F  pair F"]
         for i, t in enumerate(self.cuts):
             cells = "  ".join(f"{s[i, 0]:.3f}/{s[i, 1]:.3f}/{s[i, 2]:.3f}".rjust(width) for s in self.scores.values())
             mark = "  <-" if i == self.best else ""
-            lines.append(f"{t:<6.4g}  {cells}  {self.mean_f[i]:.4f}  {self.mean_pairwise_f[i]:.4f}{mark}")
+            lines.append(f"{t:<6.4g}  {cells}  {self.worst_f[i]:.4f}   {self.mean_f[i]:.4f}  "
+                         f"{self.mean_pairwise_f[i]:.4f}{mark}")
         return "\n".join(lines)
 
     def to_json(self) -> dict:
         return {"model": self.model, "metric": self.metric, "cuts": self.cuts.tolist(), "columns": list(SWEEP_COLUMNS),
                 "sets": {k: {"faces": n, "identities": m} for k, (n, m) in self.sizes.items()},
                 "scores": {k: v.tolist() for k, v in self.scores.items()}, "mean_bcubed_f": self.mean_f.tolist(),
+                "worst_bcubed_f": self.worst_f.tolist(), "linkage": SWEEP_LINKAGE,
                 "mean_pairwise_f": self.mean_pairwise_f.tolist(), "chosen": self.chosen, "source": self.source()}
 
 
@@ -388,11 +536,12 @@ def calibrate_clustering(sets, model: str, cuts=None, *, metric: str = "cosine")
     for s in sets:
         if s.identities < 2:
             raise ValueError(f"{s.name}: calibration needs at least two identities, found {s.identities}")
-    scores = {s.name: sweep(s.embeddings, s.labels, cuts) for s in sets}
+    scores = {s.name: sweep(s.embeddings, s.labels, cuts, frames=s.frames) for s in sets}
     mean_f = np.mean([v[:, 2] for v in scores.values()], axis=0)
     mean_pairwise = np.mean([v[:, 5] for v in scores.values()], axis=0)
+    worst_f = np.min([v[:, 2] for v in scores.values()], axis=0)
     return ClusteringCalibration(model, metric, cuts, {s.name: (len(s.labels), s.identities) for s in sets},
-                                 scores, mean_f, mean_pairwise, choose(mean_f, cuts))
+                                 scores, mean_f, mean_pairwise, choose(worst_f, cuts), worst_f)
 
 
 # ---- detector --------------------------------------------------------------------------------------------
@@ -404,6 +553,15 @@ def seed_folder_frames(root) -> tuple[list[tuple[str, np.ndarray]], dict[str, np
     boxes = boxes_by_frame(read_seed_detections(root / "metadata" / "detections.csv"))
     frames = [(stem, _read_rgb(root / "frames" / f"{stem}.png")) for stem in sorted(boxes)
               if (root / "frames" / f"{stem}.png").is_file()]
+    return frames, boxes
+
+
+def frames_folder_frames(root) -> tuple[list[tuple[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Frames (stem, RGB) of a frames folder with ``labels.csv``, and every box of it (named or not) by stem."""
+    root = Path(root)
+    named = read_named_boxes(root / "labels.csv")
+    boxes = {k: np.stack([b for b, _ in v]).astype(np.float32) for k, v in named.items()}
+    frames = [(stem, _read_rgb(path)) for stem in sorted(boxes) if (path := _frame_file(root, stem)) is not None]
     return frames, boxes
 
 
@@ -829,6 +987,9 @@ def detector_truths(sources, *, stream: str | None = None, boxes=None) -> list:
                 truths.append(BoxTruth(source, frames, true_boxes))
         elif is_seed_folder(path):
             frames, true_boxes = seed_folder_frames(path)
+            truths.append(BoxTruth(Path(path).name, frames, true_boxes))
+        elif is_frames_folder(path):
+            frames, true_boxes = frames_folder_frames(path)
             truths.append(BoxTruth(Path(path).name, frames, true_boxes))
         elif Path(path).is_dir() and any(p.is_dir() for p in Path(path).iterdir()):
             photos = identity_photos(path)

@@ -303,7 +303,8 @@ def evaluate_features(features, stream, name, output, metric, max_samples, k, th
               help="hac: the seed's batched clustering; knn: neighbour graph, for millions of faces.")
 @_metric_option
 @click.option("--linkage", type=click.Choice(["single", "complete", "average", "weighted", "centroid", "median",
-                                              "ward"]), default="complete", help="Linkage rule.")
+                                              "ward"]), default="average",
+              help="Linkage rule (the seed's: complete).")
 @click.option("--matching-threshold", type=click.FloatRange(min=0), default=None,
               help=f"Linkage cut [{_THRESHOLD_NOTE}: SFace 0.5; the seed's 0.3 for its ArcFace+FaceNet].")
 @click.option("--batch-size", "matching_batchsize", type=click.IntRange(min=1), default=20000,

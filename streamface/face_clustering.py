@@ -25,7 +25,7 @@ Two methods:
 ...     faces_dir=None,
 ...     output_dir="data/skynews",
 ...     metric="cosine",
-...     linkage="complete",
+...     linkage="average",
 ...     matching_threshold=None,        # the embedding model's calibrated value (seed: 0.3)
 ...     matching_batchsize=20000,
 ...     merging_threshold=None,         # the model's value (seed: 0.5)
@@ -49,7 +49,9 @@ from streamface.clustering import (
     GRAPH_LINKAGES,
     KNN_METRICS,
     LINKAGES,
+    Links,
     batched_hac,
+    frame_keys,
     knn_hac,
     merge_matched_clusters,
     order_by_size,
@@ -186,9 +188,13 @@ class FaceClustering:
     metric : str, default "cosine"
         One of :data:`streamface.features.METRICS`; ``knn`` supports cosine,
         correlation, euclidean and sqeuclidean.
-    linkage : str, default "complete"
+    linkage : str, default "average"
         One of :data:`streamface.clustering.LINKAGES`; ``knn`` supports single,
         complete, average and weighted; centroid, median and ward need euclidean.
+        The seed's was complete; average holds hard TV faces together at the same
+        cut, and with single, complete, average and weighted no cluster holds two
+        faces of one frame (face ids name their frame; see
+        :mod:`streamface.clustering.constraints`). ``docs/clustering.md`` has the measurements.
     matching_threshold : float or None, default None
         Linkage cut. None: the embedding model's calibrated value (SFace 0.5); the
         seed's 0.3 for its ArcFace+FaceNet, and for a model without calibrated
@@ -235,7 +241,7 @@ class FaceClustering:
     """
 
     def __init__(self, features_path, matches_path=None, faces_dir=None, output_dir=None,
-                 metric: str = "cosine", linkage: str = "complete", matching_threshold: float | None = None,
+                 metric: str = "cosine", linkage: str = "average", matching_threshold: float | None = None,
                  matching_batchsize: int = 20000, merging_threshold: float | None = None, *,
                  method: str = "hac", stream: str | None = None, copy_faces: bool = False,
                  write_store: bool = True, n_neighbors: int = 32, max_component: int = 5000,
@@ -375,20 +381,24 @@ class FaceClustering:
         t0 = time.perf_counter()
         self._say(f"Clustering {len(x)} faces ({self.method}, {self.linkage} linkage, "
                   f"{self.metric} <= {matching:g}) ...")
+        # Two faces of one frame never share a cluster. Track matches still join clusters in
+        # the merge below (mean distance < merging_threshold, as the seed), never across a frame.
+        links = Links.of_faces(frame_keys(features.names)) if self.linkage in GRAPH_LINKAGES else None
         if self.method == "hac":
             labels = batched_hac(x, matching, metric=self.metric, linkage=self.linkage,
-                                 batch_size=int(self.matching_batchsize), executor=self.executor)
+                                 batch_size=int(self.matching_batchsize), executor=self.executor, links=links)
         else:
             labels = knn_hac(x, matching, metric=self.metric, linkage=self.linkage,
                              n_neighbors=int(self.n_neighbors),
                              max_component=int(min(self.max_component, self.matching_batchsize)),
-                             random_state=self.random_state, executor=self.executor)
+                             random_state=self.random_state, executor=self.executor, links=links)
         before = int(labels.max()) + 1
         seconds["cluster"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
         self._say(f"Merging {before} clusters with {len(pairs_i)} track matches (< {merging:g}) ...")
-        labels = merge_matched_clusters(x, labels, pairs_i, pairs_j, threshold=merging, metric=self.metric)
+        labels = merge_matched_clusters(x, labels, pairs_i, pairs_j, threshold=merging, metric=self.metric,
+                                        links=links)
         labels = order_by_size(labels)
         n_clusters = int(labels.max()) + 1
         seconds["merge"] = time.perf_counter() - t0

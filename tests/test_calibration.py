@@ -1,8 +1,8 @@
 """``streamface calibrate`` and the user's calibrated defaults (issue 8).
 
 - Reproduction: calibrating SFace on the public labelled data (skynews, identities/johns,
-  identities/orl; mean BCubed F) gives the registry's shipped values within one grid
-  step; each detector's calibrated score threshold on skynews' 37 seed boxes (IoU 0.5)
+  identities/orl, tv/fotb; the worst set's BCubed F, the middle of its plateau; issue 19)
+  gives the registry's shipped values within one grid step; each detector's calibrated score threshold on skynews' 37 seed boxes (IoU 0.5)
   and the johns and orl photos (one face each) is its shipped one (YuNet always; the
   others when their model is in the user's cache).
 - The detector rule on synthetic scores: every set keeps the target recall, a set that
@@ -30,12 +30,14 @@ from streamface.calibration import (
     DetectorCalibration,
     DetectorSetResult,
     LabelledSet,
+    PLATEAU_TOLERANCE,
     calibrate_clustering,
     choose,
     cut_grid,
     detector_threshold,
     matched_scores,
     parse_cuts,
+    plateau,
     run_calibration,
     store_set,
 )
@@ -87,19 +89,38 @@ def test_cut_grid_is_inclusive_and_validated():
             parse_cuts(bad)
 
 
-def test_chosen_cut_maximises_mean_bcubed_f_over_sets():
+def test_chosen_cut_maximises_the_worst_sets_bcubed_f():
     x, y = make_identities(300, dim=32, n_identities=30, random_state=5)
     a = LabelledSet("a", x[:150].astype(np.float32), y[:150])
     b = LabelledSet("b", x[150:].astype(np.float32), y[150:])
     cuts = cut_grid(0.1, 0.9, 0.1)
     result = calibrate_clustering([a, b], "sface", cuts)
-    mean_f = (result.scores["a"][:, 2] + result.scores["b"][:, 2]) / 2
-    np.testing.assert_allclose(result.mean_f, mean_f)
-    assert result.chosen == choose(mean_f, cuts)
-    assert result.mean_f[result.best] == result.mean_f.max()
+    worst = np.minimum(result.scores["a"][:, 2], result.scores["b"][:, 2])
+    np.testing.assert_allclose(result.worst_f, worst)
+    assert result.chosen == choose(worst, cuts)
+    assert result.worst_f[result.best] >= result.worst_f.max() - PLATEAU_TOLERANCE
     t = result.chosen["matching_threshold"]
     assert result.chosen == pytest.approx({"matching_threshold": t, "merging_threshold": t + 0.1,
                                            "min_threshold": t + 0.05, "max_threshold": t + 0.15})
+    assert "worst set's BCubed F" in result.source() and "worst F" in result.table()
+
+
+def test_choice_is_the_middle_of_a_plateau_and_the_worst_set_decides():
+    cuts = cut_grid()  # 0.3..0.7 step 0.025
+    # The issue's case: every cut 0.35..0.70 gives F 1.0; the edge 0.35 was chosen, the middle is wanted.
+    f = np.where(cuts >= 0.35 - 1e-9, 1.0, 0.9)
+    assert choose(f, cuts)["matching_threshold"] == 0.525
+    assert plateau(f) == (2, 16)
+    # An even plateau: the lower middle (precision first); the widest of two plateaus wins.
+    f = np.full(len(cuts), 0.8)
+    f[[1, 2]] = 0.99
+    f[[8, 9, 10, 11]] = 0.99
+    assert choose(f, cuts)["matching_threshold"] == 0.525
+    # The mean would pick the cut where one set is perfect and the other poor; the worst does not.
+    easy = np.array([1.0, 1.0, 0.95])
+    hard = np.array([0.80, 0.90, 0.93])
+    assert choose(np.minimum(easy, hard), [0.4, 0.5, 0.6])["matching_threshold"] == 0.6
+    assert choose((easy + hard) / 2, [0.4, 0.5, 0.6])["matching_threshold"] == 0.5
 
 
 def test_calibration_refuses_a_set_with_one_identity():
@@ -173,18 +194,18 @@ def test_written_values_are_the_defaults_and_explicit_values_win(home, tmp_path)
     x, _ = make_identities(400, dim=32, n_identities=40, random_state=3)
     x = x.astype(np.float32)
     npz = write_npz(tmp_path / "f.npz", x)
-    assert not same_partition(seed_batched_hac(x, 0.3), seed_batched_hac(x, 0.5))
+    assert not same_partition(seed_batched_hac(x, 0.3, linkage="average"), seed_batched_hac(x, 0.5, linkage="average"))
     write_calibration({"sface": {"matching_threshold": 0.3, "merging_threshold": 0.45, "min_threshold": 0.33,
                                  "max_threshold": 0.4, "metric": "cosine", "source": "test"}}, home)
     assert resolve_threshold("min_threshold", None, "sface") == 0.33
     assert resolve_threshold("min_threshold", 0.55, "sface") == 0.55
     user = FaceClustering(npz, output_dir=tmp_path / "a", verbose=False, model="sface").call()
     assert user.thresholds == {"matching_threshold": 0.3, "merging_threshold": 0.45} and not user.warnings
-    assert same_partition(user.labels, seed_batched_hac(x, 0.3))
+    assert same_partition(user.labels, seed_batched_hac(x, 0.3, linkage="average"))
     explicit = FaceClustering(npz, output_dir=tmp_path / "b", verbose=False, model="sface",
                               matching_threshold=0.5, merging_threshold=0.6).call()
     assert explicit.thresholds == {"matching_threshold": 0.5, "merging_threshold": 0.6}
-    assert same_partition(explicit.labels, seed_batched_hac(x, 0.5))
+    assert same_partition(explicit.labels, seed_batched_hac(x, 0.5, linkage="average"))
 
 
 def test_user_values_cover_a_model_the_registry_lacks_and_keep_other_models(home):
@@ -310,19 +331,32 @@ def public_calibration(shared_data, engine_home):  # noqa: F811
                            device="cpu", home=engine_home)
 
 
-@pytest.mark.slow  # shares the ~25 s calibration on the public data
-def test_calibrate_reproduces_the_shipped_sface_defaults(public_calibration):
-    result = public_calibration.clustering
+@pytest.fixture(scope="module")
+def public_clustering(shared_data, engine_home):  # noqa: F811
+    """SFace's clustering calibrated on the four public sets the shipped values come from (about 70 s)."""
+    subs = ("skynews", "identities/johns", "identities/orl", "tv/fotb")
+    for sub in subs:
+        if not (shared_data / sub).is_dir():
+            pytest.skip(f"public labelled data {shared_data / sub} not found")
+    return run_calibration([str(shared_data / sub) for sub in subs], model="sface", what="clustering",
+                           device="cpu", home=engine_home)
+
+
+@pytest.mark.slow
+def test_calibrate_reproduces_the_shipped_sface_defaults(public_clustering):
+    result = public_clustering.clustering
     # The finder runs at YuNet's shipped threshold (0.86): every photo but orl/s2/6.pgm (its face
-    # scores 0.856) has a face; the run notes the one skipped.
-    assert result.sizes == {"skynews": (37, 21), "johns": (55, 5), "orl": (399, 40)}
-    [note] = public_calibration.notes
-    assert note.startswith("orl: no face in ") and note.endswith("s2/6.pgm"), note
+    # scores 0.856) has a face, and 51 of fotb's 52 named boxes match a detection; the run notes both.
+    assert result.sizes == {"skynews": (37, 21), "johns": (55, 5), "orl": (399, 40), "fotb": (51, 6)}
+    orl, fotb = public_clustering.notes
+    assert orl.startswith("orl: no face in ") and orl.endswith("s2/6.pgm"), orl
+    assert fotb.startswith("fotb: fotb_t059p00: no detection") and "evan" in fotb, fotb
     for key, value in SHIPPED.items():
         assert abs(result.chosen[key] - value) <= STEP + 1e-9, (key, result.chosen, SHIPPED)
     assert result.metric == REGISTRY["sface"].clustering.metric
-    assert result.mean_f[result.best] >= 0.99  # the shipped source line quotes 0.998
-    print(f"\nchosen {result.chosen}, mean BCubed F {result.mean_f[result.best]:.4f}")
+    assert result.worst_f[result.best] >= 0.97  # the shipped source line quotes 0.978 (skynews)
+    assert result.scores["fotb"][result.best, 2] >= 0.99  # the TV faces are held together at the cut
+    print(f"\n{result.table()}\nchosen {result.chosen}, worst BCubed F {result.worst_f[result.best]:.4f}")
 
 
 @pytest.mark.slow  # shares the ~25 s calibration on the public data
@@ -371,8 +405,8 @@ def test_cli_writes_table_json_plot_and_user_defaults(home, skynews, tmp_path):
     x, _ = make_identities(400, dim=32, n_identities=40, random_state=3)
     x = x.astype(np.float32)
     npz = write_npz(tmp_path / "f.npz", x)
-    at_user, at_shipped = (seed_batched_hac(x, chosen["matching_threshold"]),
-                           seed_batched_hac(x, SHIPPED["matching_threshold"]))
+    at_user, at_shipped = (seed_batched_hac(x, chosen["matching_threshold"], linkage="average"),
+                           seed_batched_hac(x, SHIPPED["matching_threshold"], linkage="average"))
     assert not same_partition(at_user, at_shipped), "the data should tell the written cut from the shipped one"
     clustered = CliRunner().invoke(cli, ["cluster", str(npz), "--output-dir", str(tmp_path / "c"), "--model", "sface"])
     assert clustered.exit_code == 0 and "warning" not in clustered.output, clustered.output

@@ -98,7 +98,8 @@ def _cluster(path, tmp_path, **kwargs):
 def test_clustering_defaults_follow_the_model_and_explicit_values_win(identities, tmp_path):
     x, _ = identities
     npz = write_npz(tmp_path / "f.npz", x)
-    at_03, at_05 = seed_batched_hac(x, 0.3), seed_batched_hac(x, 0.5)
+    # The stage's default linkage is average (docs/clustering.md); the seed's complete linkage on request.
+    at_03, at_05 = seed_batched_hac(x, 0.3, linkage="average"), seed_batched_hac(x, 0.5, linkage="average")
     assert not same_partition(at_03, at_05), "the data should tell the two cuts apart"
 
     sface = _cluster(npz, tmp_path / "a", model="sface")
@@ -151,7 +152,7 @@ def test_cli_cluster_model_option_and_fallback_warning(identities, tmp_path):
     named = CliRunner().invoke(cli, ["cluster", str(npz), "--output-dir", str(tmp_path / "b"), "--model", "sface"])
     assert named.exit_code == 0 and "warning" not in named.output, named.output
     labels = read_annotations(tmp_path / "b" / "metadata" / "annotations.json").labels
-    assert same_partition(labels, seed_batched_hac(x, 0.5))
+    assert same_partition(labels, seed_batched_hac(x, 0.5, linkage="average"))
 
 
 # ---- end to end on skynews -------------------------------------------------------------------------

@@ -31,8 +31,10 @@ def run(features, output_dir, **kw):
 
 def test_labels_equal_the_seed_algorithm_numbered_by_size(faces, tmp_path):
     x, _ = faces
-    result = run(write_npz(tmp_path / "f.npz", x), tmp_path, matching_batchsize=150)
+    result = run(write_npz(tmp_path / "f.npz", x), tmp_path, matching_batchsize=150, linkage="complete")
     assert same_partition(result.labels, seed_batched_hac(x, 0.3, batch_size=150))
+    average = run(write_npz(tmp_path / "f.npz", x), tmp_path, matching_batchsize=150)  # the default linkage
+    assert same_partition(average.labels, seed_batched_hac(x, 0.3, batch_size=150, linkage="average"))
     sizes = np.bincount(result.labels)
     assert np.all(np.diff(sizes) <= 0)  # label 0 is the largest
 
