@@ -878,6 +878,14 @@ def index_group() -> None:
     """Hierarchical Retrieval Index (HRI): build one per stream, query it."""
 
 
+def _error_text(exc: Exception) -> str:
+    """An exception's message as it was written: a plain KeyError's ``str`` adds quotes
+    around it, which stripping would take from a name quoted at its end as well."""
+    if type(exc) is KeyError and len(exc.args) == 1:
+        return str(exc.args[0])
+    return str(exc)
+
+
 def _index_stream(store, stream: str | None) -> str:
     if stream is not None:
         return stream
@@ -939,7 +947,7 @@ def index_query(location, face_id, image, stream, k, faces) -> None:
             vector = embed_image_face(image, store.stream(name).embedding_model)
         found = query_stream_index(store, name, vector, k=k, faces=faces)
     except (StoreError, ValueError, OSError, KeyError) as exc:
-        raise click.ClickException(str(exc).strip("'\"")) from None
+        raise click.ClickException(_error_text(exc)) from None
     for label, dist in zip(found["labels"], found["distances"]):
         if label >= 0:
             click.echo(f"label {label}\tdistance {dist:.4f}")

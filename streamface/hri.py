@@ -630,7 +630,8 @@ def build_stream_index(store, stream: str, threshold: float, metric: str = "cosi
     threshold, metric
         As for :class:`HierarchicalRetrievalIndex`.
     write_labels : bool, default True
-        Write each face's HRI label into the stream's label column.
+        Write each face's HRI label into the stream's index labels (``kind="index"``);
+        the cluster labels are left as they are.
     save : bool, default True
         Save the index beside the store (:func:`index_path_for_store`, local stores only).
 
@@ -650,7 +651,7 @@ def build_stream_index(store, stream: str, threshold: float, metric: str = "cosi
         labels[start:stop] = index.insert(source.read_embeddings(start, stop))
     if write_labels:
         with store.writer(stream) as writer:
-            writer.write_labels(labels)
+            writer.write_labels(labels, kind="index")
     if save:
         index.save_to_store(store.location, stream, face_labels=labels)
     return index, labels

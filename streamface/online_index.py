@@ -2,6 +2,8 @@
 
 Used by ``streamface run`` and ``streamface ingest`` with ``--index-threshold``: one
 :class:`OnlineIndex` per stream, fed on the thread that commits the stream's faces.
+The labels go to the stream's index labels (``kind="index"``), beside and apart from
+the cluster labels that ``streamface cluster`` writes.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ def check_index_parameters(threshold: float | None, metric: str, analysis) -> No
 class OnlineIndex:
     """A :class:`~streamface.hri.HierarchicalRetrievalIndex` over one stream's stored faces.
 
-    On a resumed stream the index is rebuilt by inserting the stored embeddings in
+    The index uses :class:`~streamface.hri.HierarchicalRetrievalIndex`'s default insert
+    rule. On a resumed stream the index is rebuilt by inserting the stored embeddings in
     order, which gives exactly the tree of a run that never stopped; the labels this
-    yields must equal the stored ones, else the labels came from elsewhere (offline
-    clustering, another threshold) and continuing would mix two labelings.
+    yields must equal the stored index labels, else those came from elsewhere (another
+    threshold or insert rule) and continuing would mix two labelings.
 
     Parameters
     ----------
@@ -52,21 +55,21 @@ class OnlineIndex:
             stored = FaceStore.open(store_location, mode="r").stream(stream)
         except (NotAStoreError, StreamNotFoundError):
             return  # a new store or stream: nothing to resume
-        labelled = stored.num_labelled
+        labelled = stored.num_index_labelled
         if labelled:
             rebuilt = self.index.insert(stored.read_embeddings(0, labelled))
-            if not np.array_equal(rebuilt, stored.read_labels()[:labelled]):
+            if not np.array_equal(rebuilt, stored.read_labels(0, labelled, kind="index")):
                 raise ValueError(
-                    f"stream {stream!r} has labels that an online index with threshold "
-                    f"{self.threshold} did not make; run without the online index, or "
-                    f"relabel with 'streamface index build'")
+                    f"stream {stream!r} has index labels that an online index with threshold "
+                    f"{self.threshold} (mode {self.index.mode!r}) did not make; run without "
+                    f"the online index, or relabel with 'streamface index build'")
 
     def label_new_faces(self, writer) -> None:
         """Insert the faces ``writer`` has embedded but not labelled, and store their labels."""
-        labelled, embedded = writer.num_labelled, writer.num_embedded
+        labelled, embedded = writer.num_index_labelled, writer.num_embedded
         if embedded > labelled:
             new = self.index.insert(writer.read_embeddings(labelled, embedded))
-            writer.write_labels(new, start=labelled)
+            writer.write_labels(new, start=labelled, kind="index")
 
     def save(self, store_location, stream: str) -> None:
         """Keep the tree beside a local store, with the stream's labels read back from it
@@ -81,7 +84,8 @@ class OnlineIndex:
         # Read back once here rather than kept in memory: a stream ingested for weeks
         # would otherwise hold an array per commit for the whole run.
         try:
-            labels = FaceStore.open(store_location, mode="r").stream(stream).read_labels()
+            labels = FaceStore.open(store_location, mode="r").stream(stream).read_labels(
+                kind="index")
         except (NotAStoreError, StreamNotFoundError):
             labels = np.empty(0, np.int64)  # nothing was stored
         self.index.save(path, face_labels=labels)

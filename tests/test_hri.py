@@ -302,6 +302,45 @@ def test_loaded_index_continues_like_one_that_never_stopped(tmp_path, metric):
     np.testing.assert_array_equal(np.concatenate([head, loaded.insert(x[700:])]), whole)
 
 
+def test_index_saved_before_modes_loads_as_greedy(tmp_path):
+    x = identity_vectors(300, 16, 12, spread=0.5, seed=12)
+    old = HierarchicalRetrievalIndex(0.3, "cosine", mode="greedy")
+    old.insert(x[:200])
+    arrays = old.to_arrays()
+    for name in ("mode", "beam", "max_children"):  # what format 1 files held before modes
+        del arrays[name]
+    np.savez(tmp_path / "old.npz", **arrays)
+    loaded = HierarchicalRetrievalIndex.load(tmp_path / "old.npz")
+    assert (loaded.mode, loaded.beam) == ("greedy", 1)
+    np.testing.assert_array_equal(loaded.insert(x[200:]), old.insert(x[200:]))
+
+
+@pytest.mark.parametrize("mode", ["balanced", "greedy"])
+def test_saved_index_keeps_its_mode(tmp_path, mode):
+    x = identity_vectors(900, 16, 40, spread=0.5, seed=13)
+    whole = HierarchicalRetrievalIndex(0.3, mode=mode, beam=4).insert(x)
+    first = HierarchicalRetrievalIndex(0.3, mode=mode, beam=4)
+    head = first.insert(x[:500])
+    loaded = HierarchicalRetrievalIndex.load(first.save(tmp_path / "i"))
+    assert (loaded.mode, loaded.beam, loaded.max_children) == \
+        (mode, 4, first.max_children)
+    np.testing.assert_array_equal(np.concatenate([head, loaded.insert(x[500:])]), whole)
+
+
+def test_balanced_tree_splits_full_nodes_and_keeps_end_nodes_level():
+    x = identity_vectors(3000, 16, 400, spread=0.2, seed=14)
+    index = HierarchicalRetrievalIndex(0.05, "cosine", max_children=8)
+    index.insert(x)
+    tree = index.to_arrays()
+    fanout = np.diff(tree["child_ptr"])
+    assert index.num_labels > 300 and fanout.max() <= 8
+    depths = index.leaf_depths()
+    assert depths.min() == depths.max() >= 3  # a B-tree: every end node at one depth
+    # A vector inserted again finds its own end node.
+    labels = index.insert(x[:200])
+    np.testing.assert_array_equal(labels, index.search_batch(x[:200])[0][:, 0])
+
+
 def test_empty_index_round_trips(tmp_path):
     path = HierarchicalRetrievalIndex(0.5, "euclidean").save(tmp_path / "empty.npz")
     loaded = HierarchicalRetrievalIndex.load(path)
@@ -336,14 +375,45 @@ def test_store_index_labels_written_and_saved_beside_the_store(tmp_path, store_v
     from streamface.store import FaceStore
 
     store = make_store(tmp_path / "s.zarr", store_vectors)
+    clusters = np.arange(60) % 3 - 1  # cluster labels from elsewhere, noise (-1) included
+    with store.writer("cam") as writer:
+        writer.write_labels(clusters)
     index, labels = build_stream_index(store, "cam", 0.3)
     np.testing.assert_array_equal(
-        labels, ReferenceHRI("cosine", 0.3).match(store_vectors.astype(np.float64)))
-    np.testing.assert_array_equal(FaceStore.open(tmp_path / "s.zarr").stream("cam").read_labels(),
-                                  labels)
+        labels, HierarchicalRetrievalIndex(0.3).insert(store_vectors))
+    stream = FaceStore.open(tmp_path / "s.zarr").stream("cam")
+    # The store keeps both kinds: the index labels beside the untouched cluster labels.
+    np.testing.assert_array_equal(stream.read_labels(kind="index"), labels)
+    assert stream.num_index_labelled == stream.num_labelled == 60
+    np.testing.assert_array_equal(stream.read_labels(), clusters)
+    np.testing.assert_array_equal(stream.read_labels(kind="cluster"), clusters)
     path = index_path_for_store(tmp_path / "s.zarr", "cam")
     assert path == tmp_path / "s.zarr.hri" / "cam.npz" and path.exists()
     assert HierarchicalRetrievalIndex.load_from_store(tmp_path / "s.zarr", "cam").size == 60
+
+
+def test_store_keeps_cluster_and_index_labels_apart(tmp_path, store_vectors):
+    from streamface.store import UNSET_LABEL, FaceStore
+
+    store = make_store(tmp_path / "s.zarr", store_vectors)
+    stream = store.stream("cam")
+    # A stream written before index labels existed reads them as unset.
+    assert stream.num_index_labelled == 0
+    assert (stream.read_labels(kind="index") == UNSET_LABEL).all()
+    with store.writer("cam") as writer:
+        writer.write_labels(np.arange(20) % 4, kind="index")
+        writer.write_labels(np.full(30, 7))
+        writer.write_labels(np.arange(20, 40) % 4, start=20, kind="index")
+        writer.write_labels(np.full(10, 5))  # a new cluster labelling replaces the old one
+    stream = FaceStore.open(tmp_path / "s.zarr").stream("cam")
+    assert (stream.num_labelled, stream.num_index_labelled) == (10, 40)
+    np.testing.assert_array_equal(stream.read_labels(kind="index")[:40], np.arange(40) % 4)
+    np.testing.assert_array_equal(stream.read_labels(10, 45, kind="index")[30:], [UNSET_LABEL] * 5)
+    np.testing.assert_array_equal(stream.read_labels(), [5] * 10 + [UNSET_LABEL] * 50)
+    with pytest.raises(ValueError, match="label kind must be one of"):
+        stream.read_labels(kind="hri")
+    with store.writer("cam") as writer, pytest.raises(ValueError, match="label kind"):
+        writer.write_labels(np.zeros(3, int), kind="clusters")
 
 
 def test_index_beside_a_remote_store_is_refused():
@@ -364,8 +434,9 @@ def test_cli_builds_and_queries_by_face_id(tmp_path, store_vectors):
     assert done.exit_code == 0, done.output
     assert "cam: 60 faces" in done.output
     stream = FaceStore.open(tmp_path / "s.zarr").stream("cam")
+    assert stream.num_labelled == 0  # index build writes index labels only
     face_id = str(stream.face_ids(7, 8)[0])
-    label = int(stream.read_labels()[7])
+    label = int(stream.read_labels(kind="index")[7])
     done = runner.invoke(main, ["index", "query", "--store", str(tmp_path / "s.zarr"),
                                 "--face-id", face_id, "-k", "2", "--faces", "3"])
     assert done.exit_code == 0, done.output
@@ -392,6 +463,13 @@ def test_cli_errors_are_one_line(tmp_path, store_vectors):
     done = runner.invoke(main, ["index", "build", "--store", str(tmp_path / "s.zarr"),
                                 "--threshold", "0.3", "--stream", "nope"])
     assert done.exit_code == 1 and done.output.count("\n") == 1
+    # A face id of the stream that it does not hold: the message keeps its closing quote.
+    assert runner.invoke(main, ["index", "build", "--store", str(tmp_path / "s.zarr"),
+                                "--threshold", "0.3"]).exit_code == 0
+    done = runner.invoke(main, query + ["--face-id", "cam_frame_20230525070138412614_face_3"])
+    assert done.exit_code == 1
+    assert done.output == ("Error: no face 'cam_frame_20230525070138412614_face_3' "
+                           "in stream 'cam'\n")
 
 
 # ---- bad input -------------------------------------------------------------------------------
@@ -450,6 +528,20 @@ def test_bad_parameters_raise(kwargs, match):
         HierarchicalRetrievalIndexMatching(**kwargs)
     with pytest.raises(HRIError, match=match):
         HierarchicalRetrievalIndex(kwargs["threshold"], kwargs["metric"])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"mode": "fast"}, "mode must be one of"),
+    ({"beam": 0}, "beam must be"),
+    ({"beam": 2.5}, "beam must be"),
+    ({"max_children": 4}, "max_children must be"),
+    ({"max_children": True}, "max_children must be"),
+])
+def test_bad_insert_rules_raise(kwargs, match):
+    with pytest.raises(HRIError, match=match):
+        HierarchicalRetrievalIndex(0.5, **kwargs)
+    with pytest.raises(HRIError, match=match):
+        HierarchicalRetrievalIndexMatching(threshold=0.5, **kwargs)
 
 
 @pytest.fixture

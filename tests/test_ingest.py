@@ -441,8 +441,8 @@ def test_rotation_gives_each_store_its_own_online_index(clip, model_home, tmp_pa
     assert len(stores) == 2
     for location in stores:
         part = FaceStore.open(location).stream("news")
-        assert part.num_faces > 0 and part.num_labelled == part.num_faces
+        assert part.num_faces > 0 and part.num_index_labelled == part.num_faces
         # Labels start afresh in each period's store: its own tree over its own faces.
         offline = HierarchicalRetrievalIndex(0.5, "cosine").insert(part.read_embeddings())
-        np.testing.assert_array_equal(part.read_labels(), offline)
+        np.testing.assert_array_equal(part.read_labels(kind="index"), offline)
         assert HierarchicalRetrievalIndex.load(index_path_for_store(location, "news")).size == part.num_faces

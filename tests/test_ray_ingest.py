@@ -174,8 +174,8 @@ def test_cli_ingest_on_ray_stores_what_one_process_stores(pool, clip, model_home
         assert a.num_faces == b.num_faces > 0 and b.num_embedded == b.num_faces
         np.testing.assert_allclose(a.read_faces().box, b.read_faces().box, atol=0.5)
         # Online identification in the inference actors: every face has its live label.
-        assert b.num_labelled == b.num_faces
-        np.testing.assert_array_equal(a.read_labels(), b.read_labels())
+        assert b.num_index_labelled == b.num_faces
+        np.testing.assert_array_equal(a.read_labels(kind="index"), b.read_labels(kind="index"))
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ Layout of a store (Zarr v3)::
                                             crop_size, aligned, match: one row per face
     <store>/<stream>/faces/embedding        (rows, D) float32, filled later (analysis)
     <store>/<stream>/faces/label            int32, filled later (clustering)
+    <store>/<stream>/faces/index_label      int32, filled later (the HRI: online index, index build)
     <store>/<stream>/faces/attributes/<name>  float32 (rows,) or (rows, K), filled later
 
 Every array grows along axis 0 and is chunked along it only (4096 rows for
@@ -55,6 +56,10 @@ FACES = "faces"
 ATTRIBUTES = "faces/attributes"
 EMBEDDING = "faces/embedding"
 LABEL = "faces/label"
+INDEX_LABEL = "faces/index_label"
+#: Label kinds a stream keeps side by side, each in its own column: clustering's labels
+#: and the identity index's (HRI) labels; writing one kind never touches the other.
+LABEL_KINDS = {"cluster": LABEL, "index": INDEX_LABEL}
 IMAGE_BYTES = "frames/image_bytes"
 IMAGE_SPAN = "frames/image_span"
 
@@ -192,6 +197,11 @@ def embedding_column(dim: int) -> ColumnSpec:
 def label_column() -> ColumnSpec:
     """The cluster label column, int32; unwritten rows read :data:`UNSET_LABEL`."""
     return _col(LABEL, np.int32, fill_value=UNSET_LABEL)
+
+
+def index_label_column() -> ColumnSpec:
+    """The index (HRI) label column, int32; unwritten rows read :data:`UNSET_LABEL`."""
+    return _col(INDEX_LABEL, np.int32, fill_value=UNSET_LABEL)
 
 
 def attribute_column(name: str, width: int | None) -> ColumnSpec:

@@ -50,7 +50,9 @@ from streamface.store.schema import (
     ATTRIBUTES,
     COMMIT_ATTR,
     EMBEDDING,
+    INDEX_LABEL,
     LABEL,
+    LABEL_KINDS,
     STREAM_ATTR,
     UNSET_LABEL,
     ColumnSpec,
@@ -60,6 +62,7 @@ from streamface.store.schema import (
     face_columns,
     frame_columns,
     image_columns,
+    index_label_column,
     label_column,
 )
 from streamface.store.table import ColumnSet, GrowingArray, write_rows
@@ -95,10 +98,20 @@ def _update_spec(path: str, info: dict[str, Any]) -> ColumnSpec:
         return embedding_column(int(info["dim"]))
     if path == LABEL:
         return label_column()
+    if path == INDEX_LABEL:
+        return index_label_column()
     if path.startswith(ATTRIBUTES + "/"):
         width = info.get("width")
         return attribute_column(path.rsplit("/", 1)[1], None if width is None else int(width))
     raise StoreCorruptError(f"unknown column {path!r} in the commit record")
+
+
+def _label_path(kind: str) -> str:
+    """The column of label kind ``kind`` (see :data:`~streamface.store.schema.LABEL_KINDS`)."""
+    try:
+        return LABEL_KINDS[kind]
+    except (KeyError, TypeError):
+        raise ValueError(f"label kind must be one of {sorted(LABEL_KINDS)}, got {kind!r}") from None
 
 
 def _delete(group: zarr.Group, path: str) -> None:
@@ -177,6 +190,11 @@ class Stream:
     def num_labelled(self) -> int:
         """Faces with a committed cluster label (rows ``[0, num_labelled)``)."""
         return int(self._state.columns.get(LABEL, {}).get("rows", 0))
+
+    @property
+    def num_index_labelled(self) -> int:
+        """Faces with a committed index (HRI) label (rows ``[0, num_index_labelled)``)."""
+        return int(self._state.columns.get(INDEX_LABEL, {}).get("rows", 0))
 
     @property
     def embedding_dim(self) -> int | None:
@@ -347,19 +365,27 @@ class Stream:
             return np.empty((0, self.embedding_dim or 0), np.float32)
         return self._update_array(EMBEDDING).read(start, stop)
 
-    def read_labels(self, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Cluster labels of faces ``[start, stop)`` (default: all committed faces).
+    def read_labels(self, start: int = 0, stop: int | None = None, *,
+                    kind: str = "cluster") -> np.ndarray:
+        """Cluster labels (or index labels) of faces ``[start, stop)`` (default: all committed faces).
+
+        Parameters
+        ----------
+        start, stop : int
+        kind : {"cluster", "index"}, default "cluster"
+            Clustering's labels or the identity index's (HRI) labels; a stream keeps both.
 
         Returns
         -------
         ndarray of int32, shape (n,)
             -1 = noise, :data:`~streamface.store.schema.UNSET_LABEL` (-2) = not labelled.
         """
+        path = _label_path(kind)
         start, stop = _bounds(start, stop, self.num_faces, "face")
         out = np.full(stop - start, UNSET_LABEL, np.int32)
-        have = min(stop, self.num_labelled)
+        have = min(stop, int(self._state.columns.get(path, {}).get("rows", 0)))
         if have > start:
-            out[: have - start] = self._update_array(LABEL).read(start, have)
+            out[: have - start] = self._update_array(path).read(start, have)
         return out
 
     def read_attribute(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
@@ -687,22 +713,25 @@ class StreamWriter(Stream):
         self._prepare_update(EMBEDDING, start, len(emb), {"dim": dim, "model": model}, {"model": model})
         self._write_update(EMBEDDING, start, np.ascontiguousarray(emb, np.float32), keep_tail=True)
 
-    def write_labels(self, labels: np.ndarray, *, start: int = 0) -> None:
-        """Write cluster labels of faces ``[start, start + n)``; rows past them become unset.
+    def write_labels(self, labels: np.ndarray, *, start: int = 0, kind: str = "cluster") -> None:
+        """Write cluster labels (or index labels) of faces ``[start, start + n)``; rows past
+        them become unset. The other kind of labels is left as it is.
 
         Parameters
         ----------
         labels : ndarray of int, shape (n,)
             -1 for noise.
         start : int, default 0
-            At most :attr:`num_labelled`.
+            At most :attr:`num_labelled` (:attr:`num_index_labelled` for index labels).
+        kind : {"cluster", "index"}, default "cluster"
         """
         self._check_open()
+        path = _label_path(kind)
         lab = np.asarray(labels)
         if lab.ndim != 1 or lab.dtype.kind not in "iu":
             raise ValueError(f"labels: expected int (n,), got {lab.dtype} {lab.shape}")
-        self._prepare_update(LABEL, start, len(lab), {}, {"unset": UNSET_LABEL, "noise": -1})
-        self._write_update(LABEL, start, lab.astype(np.int32), keep_tail=False)
+        self._prepare_update(path, start, len(lab), {}, {"unset": UNSET_LABEL, "noise": -1})
+        self._write_update(path, start, lab.astype(np.int32), keep_tail=False)
 
     def write_attribute(self, name: str, start: int, values: np.ndarray, *,
                         classes: Sequence[str] | None = None) -> None:
