@@ -47,18 +47,13 @@ def frame_keys(names) -> np.ndarray:
     ndarray of int64, shape (n,)
         ``0..f-1`` by first appearance.
     """
+    index: dict = {}
     keys = []
     for k, name in enumerate(names):
-        stem = face_stem(str(name))
-        frame, sep, index = stem.rpartition("_face_")
-        keys.append(frame if sep and frame and index.isdigit() else f"\0{k}")
-    if not keys:
-        return np.empty(0, np.int64)
-    _, first, inverse = np.unique(np.array(keys, dtype=object).astype(str), return_index=True,
-                                  return_inverse=True)
-    rank = np.empty(len(first), np.int64)
-    rank[np.argsort(first, kind="stable")] = np.arange(len(first))
-    return rank[inverse.reshape(-1)]
+        frame, sep, face = face_stem(str(name)).rpartition("_face_")
+        # An id that names no frame gets a key of its own (a tuple never equals a str).
+        keys.append(index.setdefault(frame if sep and frame and face.isdigit() else (k,), len(index)))
+    return np.asarray(keys, np.int64).reshape(len(keys))
 
 
 def cannot_link_pairs(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
