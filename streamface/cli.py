@@ -291,14 +291,22 @@ def evaluate_features(features, stream, name, output, metric, max_samples, k, th
 
 
 @main.command("cluster")
-@click.argument("features")
-@click.option("--stream", default=None, help="Stream of a store given without '::<stream>'.")
+@click.argument("features", nargs=-1, required=True, metavar="FEATURES...")
+@click.option("--stream", default=None, help="Only this stream of the stores (several: comma-separated) "
+              "[default: every stream].")
 @click.option("--matches", "matches_path", type=click.Path(exists=True, dir_okay=False), default=None,
               help="The seed's matches.csv [default: the store's track matches, if any].")
 @click.option("--faces-dir", type=click.Path(exists=True, file_okay=False), default=None,
               help="Face images (<face id>.png) for --copy-faces [default: crops from the store].")
 @click.option("--output-dir", type=click.Path(file_okay=False), default=None,
-              help="Writes metadata/annotations.json here (required unless FEATURES is a store).")
+              help="Writes metadata/annotations.json (and, for stores, metadata/identities.json) here "
+                   "[default for stores: <name>.identities beside the first store (the rotation base's name "
+                   "for rotated stores); required for a .npz or .pkl].")
+@click.option("--full", is_flag=True, help="Recluster every face [default: only the faces the collection's "
+              "identities.json does not count yet, joined to its identities or made new ones].")
+@click.option("--reviewed", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="annotations_manual.json from 'annotate': its labels hold for the faces it names, so "
+                   "its merges are kept by this and every later incremental run.")
 @click.option("--method", type=click.Choice(["hac", "knn"]), default="hac",
               help="hac: the seed's batched clustering; knn: neighbour graph, for millions of faces.")
 @_metric_option
@@ -320,29 +328,40 @@ def evaluate_features(features, stream, name, output, metric, max_samples, k, th
 @click.option("--copy-faces/--no-copy-faces", default=False, help="Copy faces into labeled_faces/<label>/.")
 @click.option("--store-labels/--no-store-labels", default=True, help="Write the labels into the store.")
 @ray_option
-def cluster(features, stream, matches_path, faces_dir, output_dir, method, metric, linkage, matching_threshold,
-            matching_batchsize, merging_threshold, model, n_neighbors, max_component, copy_faces,
-            store_labels, ray_address) -> None:
-    """Cluster the faces of FEATURES into identities; write annotations.json (and the store's labels).
+def cluster(features, stream, matches_path, faces_dir, output_dir, full, reviewed, method, metric, linkage,
+            matching_threshold, matching_batchsize, merging_threshold, model, n_neighbors, max_component,
+            copy_faces, store_labels, ray_address) -> None:
+    """Cluster the faces of FEATURES into one identity set; write annotations.json and the stores' labels.
 
-    FEATURES is '<store>::<stream>', a store (with --stream), a .npz with arrays
-    names and embeddings, or the seed's features .pkl (a pickle: only files you trust).
+    FEATURES is one or more of: '<store>::<stream>', a store (all its streams), a glob
+    ('news-*.zarr'), the base name of rotated stores (news.zarr for news-2026-11-28.zarr,
+    ...), or one .npz with arrays names and embeddings or the seed's features .pkl (a
+    pickle: only files you trust). Every stream gets its labels; annotations.json holds
+    every face, for match-clusters, evaluate-clusters and annotate. A later run adds the
+    new faces to the same identities (ids kept) unless --full.
     """
     from streamface.face_clustering import FaceClustering
+    from streamface.features import names_stores
+    from streamface.identities import collection_folder
 
+    if output_dir is None and names_stores(features[0]):
+        output_dir = collection_folder(features[0])
+    paths = features[0] if len(features) == 1 else list(features)
     with _StageErrors(), executor_for(ray_address) as executor:
-        result = FaceClustering(features, matches_path, faces_dir, output_dir, metric, linkage, matching_threshold,
+        result = FaceClustering(paths, matches_path, faces_dir, output_dir, metric, linkage, matching_threshold,
                                 matching_batchsize, merging_threshold, method=method, stream=stream,
                                 copy_faces=copy_faces, write_store=store_labels, n_neighbors=n_neighbors,
                                 max_component=max_component, verbose=False, model=model,
-                                executor=executor).call()
+                                executor=executor, incremental=not full, reviewed=reviewed).call()
     where = [str(p) for p in (result.annotations_path,) if p is not None]
     if result.store_written:
-        where.append("the store")
+        where.append("the store's labels")
     sil = "undefined" if result.silhouette is None else f"{result.silhouette:.3f}"
+    growth = (f"; {result.new_faces} new faces: {result.joined_faces} joined earlier identities, "
+              f"{result.new_identities} new identities" if result.incremental else "")
     click.echo(f"{len(result.labels)} faces -> {result.n_clusters} clusters ({method}; "
                f"{result.clusters_before_merging} before merging {result.matches} matches), silhouette {sil}, "
-               f"{sum(result.seconds.values()):.1f} s; wrote {' and '.join(where)}"
+               f"{sum(result.seconds.values()):.1f} s{growth}; wrote {' and '.join(where)}"
                + "".join(f"; warning: {note}" for note in result.warnings))
 
 
