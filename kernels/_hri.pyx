@@ -689,27 +689,35 @@ cdef class HRICore:
         return i if label < 0 else n
 
     def search_many(self, const double[:, ::1] q, const double[::1] qnorms, int64_t k,
-                    int64_t[:, ::1] out_nodes, double[:, ::1] out_d, int threads):
-        """k nearest end nodes (node ids) and distances for every query row; 0 or -1 (memory)."""
+                    int64_t[:, ::1] out_nodes, double[:, ::1] out_d, int threads,
+                    int64_t width=0):
+        """k nearest end nodes (node ids) and distances for every query row; 0 or -1 (memory).
+
+        ``width``: the search's beam (0: the insert's); column 0 is what a width-``width``
+        beam finds nearest, which is what an insert would join when ``width`` is the insert's.
+        """
         cdef int64_t m = q.shape[0], i
         cdef int failed = 0
-        if k == 1 and self.insert_beam == 1:
+        if width < 1:
+            width = self.insert_beam
+        if k == 1 and width == 1:
             for i in prange(m, nogil=True, schedule="dynamic", chunksize=64, num_threads=threads):
                 out_nodes[i, 0] = self.descend(&q[i, 0], qnorms[i], &out_d[i, 0])
             return 0
         for i in prange(m, nogil=True, schedule="dynamic", chunksize=16, num_threads=threads):
-            failed += self.search_one(&q[i, 0], qnorms[i], k, &out_nodes[i, 0], &out_d[i, 0]) < 0
+            failed += self.search_one(&q[i, 0], qnorms[i], k, width,
+                                      &out_nodes[i, 0], &out_d[i, 0]) < 0
         return -1 if failed else 0
 
-    cdef int search_one(self, const double* q, double qnorm, int64_t k,
+    cdef int search_one(self, const double* q, double qnorm, int64_t k, int64_t width,
                         int64_t* out_nodes, double* out_d) noexcept nogil:
-        """``k`` end nodes of one query, the one an insert would join first; 0 or -1 (memory).
+        """``k`` end nodes of one query, the nearest a width-``width`` beam finds first;
+        0 or -1 (memory).
 
-        Thread-safe (its own scratch): a beam of width ``max(k, insert_beam)``; when
-        ``k`` is wider than the insert's beam, the insert's answer is found apart and
-        moved to the front.
+        Thread-safe (its own scratch): a beam of width ``max(k, width)``; when ``k`` is
+        wider, the width-``width`` answer is found apart and moved to the front.
         """
-        cdef int64_t w = max(k, self.insert_beam), j
+        cdef int64_t w = max(k, width), j
         cdef int64_t* nodes = <int64_t*>malloc(w * sizeof(int64_t))
         cdef double* dists = <double*>malloc(w * sizeof(double))
         cdef int failed = 0
@@ -721,11 +729,11 @@ cdef class HRICore:
         for j in range(k):
             out_nodes[j] = nodes[j]
             out_d[j] = dists[j]
-        if failed == 0 and w > self.insert_beam:
-            if self.insert_beam == 1:
+        if failed == 0 and w > width:
+            if width == 1:
                 j = self.descend(q, qnorm, &dists[0])
             else:
-                failed = self.beam(q, qnorm, self.insert_beam, nodes, dists)
+                failed = self.beam(q, qnorm, width, nodes, dists)
                 j = nodes[0]
             self.insert_answer_first(j, dists[0], k, out_nodes, out_d)
         free(nodes)

@@ -307,18 +307,22 @@ class HierarchicalRetrievalIndex:
         labels, distances = self.search_batch(vector, k=1, threads=1)
         return int(labels[0, 0]), float(distances[0, 0])
 
-    def search_batch(self, queries, k: int = 1, threads: int | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+    def search_batch(self, queries, k: int = 1, threads: int | None = None, *,
+                     beam: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest end nodes of many queries at once (GIL released, OpenMP threads).
 
         Parameters
         ----------
         queries : array-like, shape (M, D) or (D,)
         k : int, default 1
-            Number of end nodes returned: column 0 is the search :meth:`insert` uses,
-            columns 1.. the rest of a width-``max(k, beam)`` beam search.
+            Number of end nodes returned: column 0 is the nearest end node a width-``beam``
+            beam search finds, columns 1.. the rest of a width-``max(k, beam)`` beam search.
         threads : int, optional
             OpenMP team size (default: all cores).
+        beam : int, optional
+            Width of the search (default: the index's ``beam``, so that column 0 is the
+            label :meth:`insert` would join). Wider finds the nearest end node more often,
+            at a cost about proportional to the width.
 
         Returns
         -------
@@ -334,6 +338,11 @@ class HierarchicalRetrievalIndex:
             threads = _hri.default_threads()
         elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
             raise HRIError(f"threads must be a positive int or None, got {threads!r}")
+        if beam is None:
+            beam = self.beam
+        elif isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) \
+                or not 1 <= beam <= 4096:
+            raise HRIError(f"beam must be an int in [1, 4096] or None, got {beam!r}")
         with self._lock:
             self._require_nonempty()
             array, norms = self._vectors(queries, "queries")
@@ -341,7 +350,7 @@ class HierarchicalRetrievalIndex:
             nodes = np.empty((m, int(k)), dtype=np.int64)
             distances = np.empty((m, int(k)), dtype=np.float64)
             if m and self._core.search_many(array, norms, int(k), nodes, distances,
-                                            int(threads)) < 0:
+                                            int(threads), int(beam)) < 0:
                 raise MemoryError("HRI search ran out of memory")
             labels = self._core.node_labels(nodes.ravel()).reshape(nodes.shape)
             return labels, distances

@@ -266,6 +266,23 @@ def test_k_nearest_end_nodes_start_with_the_greedy_answer():
     assert all(len(set(row)) == 5 for row in five.tolist())
 
 
+def test_a_wider_search_beam_finds_the_exact_nearest_end_node():
+    x = identity_vectors(6000, 32, 1500, spread=0.3, seed=15)
+    index = HierarchicalRetrievalIndex(0.1, "cosine", beam=2, max_children=8)
+    index.insert(x[:5000])
+    tree = index.to_arrays()
+    ends = tree["labels"] >= 0
+    means = tree["values"][ends] / np.linalg.norm(tree["values"][ends], axis=1, keepdims=True)
+    queries = x[5000:]
+    exact = tree["labels"][ends][np.argmax(queries @ means.T, axis=1)]
+    recall = {w: (index.search_batch(queries, beam=w)[0][:, 0] == exact).mean() for w in (1, 2, 64)}
+    assert recall[1] < recall[2] < recall[64] and recall[64] >= 0.99, recall
+    # The default width is the insert's: column 0 is what an insert would join.
+    np.testing.assert_array_equal(index.search_batch(queries)[0], index.search_batch(queries, beam=2)[0])
+    with pytest.raises(HRIError, match="beam must be"):
+        index.search_batch(queries, beam=0)
+
+
 def test_k_beyond_the_number_of_labels_is_padded():
     index = HierarchicalRetrievalIndex(0.1, "euclidean")
     index.insert(np.array([[0.0, 0.0], [5.0, 0.0]]))
