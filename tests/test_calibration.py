@@ -2,9 +2,9 @@
 
 - Reproduction: calibrating SFace on the public labelled data (skynews, identities/johns,
   identities/orl, tv/fotb; the worst set's BCubed F, the middle of its plateau; issue 19)
-  gives the registry's shipped values within one grid step; each detector's calibrated score threshold on skynews' 37 seed boxes (IoU 0.5)
-  and the johns and orl photos (one face each) is its shipped one (YuNet always; the
-  others when their model is in the user's cache).
+  gives the registry's shipped values within one grid step; each detector's calibrated score
+  threshold on skynews' 37 seed boxes (IoU 0.5) and the johns and orl photos (one face each)
+  is its shipped one (YuNet always; the others when their model is in the user's cache).
 - The detector rule on synthetic scores: every set keeps the target recall, a set that
   cannot reach it keeps its best reachable recall.
 - Precedence: explicit number > ``<home>/calibration.json`` (``--write``) > shipped

@@ -106,7 +106,7 @@ SFACE_CLUSTERING = ClusteringDefaults(
     metric="cosine",
     source=("benchmarks/calibrate_clustering.py: average-linkage cut (no cluster holding two faces of one "
             "frame) maximising the worst set's BCubed F (0.978 at 0.5, skynews the worst) on identities/johns, "
-            "identities/orl, the seed's 37 skynews faces and tv/fotb's 52 named TV faces"))
+            "identities/orl, the seed's 37 skynews faces and the 51 of tv/fotb's 52 named TV faces YuNet finds"))
 
 #: The detectors whose shipped score thresholds (the wrappers' ``DEFAULT_CONF_THRESHOLD``;
 #: MTCNN's ``extra["conf_threshold"]``) are the output of :data:`DETECTOR_CALIBRATION_SOURCE`

@@ -20,6 +20,6 @@ from streamface.clustering.thresholds import SEED_THRESHOLDS, resolve_threshold
 
 __all__ = [
     "GRAPH_LINKAGES", "KNN_METRICS", "LINKAGES", "Links", "SEED_THRESHOLDS", "batched_hac", "canonical_labels",
-    "frame_keys", "has_conflict", "knn_hac", "make_identities", "merge_matched_clusters", "order_by_size", "resolve_threshold",
-    "threshold_hac",
+    "frame_keys", "has_conflict", "knn_hac", "make_identities", "merge_matched_clusters", "order_by_size",
+    "resolve_threshold", "threshold_hac",
 ]

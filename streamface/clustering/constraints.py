@@ -193,7 +193,7 @@ class Links:
                      *pairs_between(labels, self.must_i, self.must_j))
 
     def by_piece(self, pieces: list[np.ndarray], n: int) -> dict[int, Links]:
-        """The links inside each piece (rows of ``n``), in the piece's local row numbers; pieces without any left out."""
+        """The links inside each piece (rows of ``n``), in its local row numbers; pieces without links left out."""
         piece = np.full(n, -1, np.int64)
         local = np.zeros(n, np.int64)
         for k, rows in enumerate(pieces):
