@@ -307,6 +307,41 @@ def test_bad_inputs_are_one_clear_line(home, tmp_path, skynews):
     assert not calibration_path(home).exists()
 
 
+def test_frames_with_bad_named_boxes_are_one_clear_line(home, tmp_path, shared_data):
+    fotb = shared_data / "tv" / "fotb"
+    if not (fotb / "labels.csv").is_file():
+        pytest.skip(f"tv/fotb not found at {fotb}")
+    root = tmp_path / "tv"
+    (root / "frames").mkdir(parents=True)
+    frame = sorted((fotb / "frames").glob("*.jpg"))[0]
+    (root / "frames" / frame.name).write_bytes(frame.read_bytes())
+    labels = root / "labels.csv"
+    for text, words in ((f"frame,x,y,w,h,identity\n{frame.stem},1,2,wide,4,eddie\n", ("labels.csv, line 2",)),
+                        (f"frame,x,y,w,h,identity\n{frame.stem},1,2,0,4,eddie\n", ("line 2", "positive size")),
+                        ("frame,x,y,w,h,identity\nnot_there,1,2,3,4,eddie\n", ("'not_there'", "no image"))):
+        labels.write_text(text)
+        _one_line_error(CliRunner().invoke(cli, ["calibrate", str(root), "--what", "clustering",
+                                                 "--output", str(tmp_path / "o")]), *words)
+    assert not calibration_path(home).exists()
+
+
+def test_frames_folder_set_keeps_the_named_faces_and_their_frames(engine_home, shared_data):  # noqa: F811
+    from streamface.calibration import frames_folder_set, read_named_boxes
+    from streamface.engine import load_recognizer
+
+    fotb = shared_data / "tv" / "fotb"
+    if not (fotb / "labels.csv").is_file():
+        pytest.skip(f"tv/fotb not found at {fotb}")
+    named = {k: [w for _, w in v if w != "unknown"] for k, v in read_named_boxes(fotb / "labels.csv").items()}
+    s = frames_folder_set(fotb, load_detector("yunet", device="cpu", home=engine_home),
+                          load_recognizer("sface", device="cpu", home=engine_home))
+    assert s.identities == 6 and len(s.labels) == 51 and len(s.skipped) == 1  # one named face YuNet misses
+    # faces of one frame share a frame key, and a frame holds as many as it has named boxes found
+    counts = np.bincount(s.frames)
+    assert sorted(counts[counts > 0].tolist()) == sorted(
+        len(v) - (k == "fotb_t059p00") for k, v in named.items() if v and len(v) - (k == "fotb_t059p00"))
+
+
 def test_store_of_another_models_embeddings_is_refused(home, tmp_path):
     x, y = make_identities(20, dim=8, n_identities=4, random_state=0)
     store = make_store(tmp_path / "data" / "s.zarr", x.astype(np.float32))  # embeddings of "test-model"
