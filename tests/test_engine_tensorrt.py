@@ -52,6 +52,7 @@ from streamface.engine.backends.tensorrt_profile import (
     detector_request,
 )
 from streamface.engine.model_zoo import tensorrt_request
+from streamface.engine.models.frame_batch import FrameBatch
 from streamface.engine.models.registry import REGISTRY
 from streamface.engine.models.sface import SFace
 from streamface.engine.models.yunet import YuNet
@@ -256,13 +257,13 @@ def test_detector_profile_covers_the_pipeline_shapes(engine_home):
     (name, shapes), = profile.inputs
     assert name == "input" and profile.max_batch == 8
     assert shapes == ShapeRange((1, 3, 32, 32), (8, 3, 384, 640), (8, 3, 640, 640))
-    # A 1080p frame letterboxed by the detector's own batcher fits the profile; so do
-    # portrait and square frames, and a short last batch.
-    detector = load_detector("yunet", device="cpu", home=engine_home)
+    # A 1080p frame letterboxed as the detector does it fits the profile; so do portrait,
+    # square and extreme frames, and a short last batch.
+    letterbox = FrameBatch(REGISTRY["yunet"].preprocessing, 640)
     for size in ((1080, 1920), (1920, 1080), (720, 720), (240, 4000)):
-        height, width = detector._batch.network_size([size])
+        height, width = letterbox.network_size([size])
         profile.check({"input": (1, 3, height, width)}, "yunet")
-    assert detector._batch.network_size([(1080, 1920)]) == (384, 640)  # the opt shape
+    assert letterbox.network_size([(1080, 1920)]) == (384, 640)  # the opt shape
 
 
 def test_recognizer_profile_keeps_fixed_dimensions(engine_home):
