@@ -197,7 +197,11 @@ def main(argv=None) -> dict:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
-    import torch
+    try:
+        import torch
+    except ImportError:
+        raise SystemExit("bench_gpu needs PyTorch, which is not installed here: "
+                         "pip install 'streamface[torch]'") from None
 
     from hardware import describe_hardware
     from streamface.engine.backends.base import ort_cuda_available
