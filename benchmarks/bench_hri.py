@@ -8,15 +8,23 @@ array, i.e. the C loop), the next ``--queries`` are held-out queries.
 
 Reported per (dim, n):
 
-- ``insert_per_s``: vectors inserted per second.
-- ``query_per_s``: held-out queries per second of ``search_batch`` (k = 1), on one
-  thread and on all threads; ``exact_query_per_s``: the same queries by exact
-  search over all ``n`` inserted vectors (FAISS ``IndexFlatIP`` when installed,
-  else NumPy matrix products), all threads.
+- ``insert_per_s``: vectors inserted per second (the default insert rule).
+- ``query_per_s``: held-out queries per second of ``search_batch`` (k = 1, the
+  index's own beam, i.e. the label an insert would join), on one thread and on all
+  threads; ``exact_query_per_s``: the same queries by exact search over all ``n``
+  inserted vectors (FAISS ``IndexFlatIP`` when installed, else NumPy matrix
+  products), all threads.
 - ``recall_at_1``: share of queries whose HRI label equals the HRI label of their
   exact nearest inserted vector; ``recall_at_k`` the same with HRI's ``k`` nearest
   end nodes (beam search) containing that label.
+- ``end_node_recall_at_1``: share of queries whose HRI end node is their exact nearest
+  end node (the same search over the index's end-node values, FAISS flat:
+  ``exact_end_node_query_per_s``): what the tree's search loses against exact search
+  over the same identities.
+- ``beams``: the same two recalls and query speeds for wider search beams
+  (``search_batch(beam=...)``, ``--query-beams``).
 - ``depth``: end-node depth statistics (min / mean / median / max) and node counts.
+- ``load``: the 1-minute load average before and after (the machine may be shared).
 
 ``--real`` (on by default where ``../shared/data/identities`` exists) repeats the
 measures on the real faces we have: ORL (40 people x 10) and johns (5 x 11),
@@ -24,21 +32,28 @@ embedded with SFace; the last photo of each person is the query, the rest are
 inserted; ``identity_accuracy`` is the share of queries whose HRI label is the
 label most of that person's inserted faces got.
 
-``--reference N`` also inserts the first ``N`` vectors (128-D) with the seed-faithful
-pure-Python reference from ``tests/test_hri.py``, checks the labels are identical,
-and reports the insert speed-up (best of 2 reference runs over best of 5 HRI runs,
-in wall time and in process CPU time).
+``--reference N`` also inserts the first ``N`` vectors (128-D) with the original code
+(``../shared/reference/original_hri``, MIT, imported where present) and with HRI's
+default in the same run, and reports the insert speed-up (one original run, it takes
+about a minute at 20k, over the best of 5 HRI runs, in wall time and in process CPU
+time) and the BCubed F agreement of the two labelings. Without the original, the
+seed-faithful pure-Python reference of ``tests/test_hri.py`` is timed against
+``mode='greedy'`` instead, and the labels must be identical.
 
 Run::
 
     .venv/bin/python benchmarks/bench_hri.py [--sizes 10000,100000,1000000] [--dims 128,512]
-        [--reference 20000] [--threshold 0.4] [--json benchmarks/results/bench_hri.json]
+        [--reference 20000] [--threshold 0.4] [--query-beams 32,64]
+        [--json benchmarks/results/bench_hri.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -54,6 +69,9 @@ from hardware import describe_hardware  # noqa: E402
 
 from streamface.clustering import make_identities  # noqa: E402
 from streamface.hri import HierarchicalRetrievalIndex  # noqa: E402
+from streamface.metrics import bcubed  # noqa: E402
+
+ORIGINAL = REPO.parent / "shared" / "reference" / "original_hri"
 
 
 def stream_of_faces(n: int, dim: int, seed: int = 0) -> np.ndarray:
@@ -89,8 +107,18 @@ class ExactSearch:
         return out
 
 
+def end_node_values(index: HierarchicalRetrievalIndex) -> tuple[np.ndarray, np.ndarray]:
+    """The index's end-node values (float32, unit length for cosine) and their labels."""
+    tree = index.to_arrays()
+    ends = tree["labels"] >= 0
+    values = tree["values"][ends].astype(np.float32)
+    if index.metric == "cosine":
+        values /= np.linalg.norm(values, axis=1, keepdims=True)
+    return values, tree["labels"][ends]
+
+
 def run_size(x: np.ndarray, n: int, queries: int, threshold: float, metric: str, k: int,
-             threads: int) -> dict:
+             threads: int, query_beams=()) -> dict:
     base, held_out = x[:n], x[n:n + queries]
     index = HierarchicalRetrievalIndex(threshold, metric)
     chunk = 100_000  # bounds the float64 copy the index makes of its input
@@ -114,6 +142,24 @@ def run_size(x: np.ndarray, n: int, queries: int, threshold: float, metric: str,
     nearest = exact.nearest(held_out)
     exact_s = time.perf_counter() - t
     truth = labels[nearest]
+    values, value_labels = end_node_values(index)
+    exact_ends = ExactSearch(values)
+    t = time.perf_counter()
+    nearest_end = value_labels[exact_ends.nearest(held_out)]
+    exact_ends_s = time.perf_counter() - t
+    beams = []
+    for beam in query_beams:
+        t = time.perf_counter()
+        found_1, _ = index.search_batch(held_out, threads=1, beam=beam)
+        one_s = time.perf_counter() - t
+        t = time.perf_counter()
+        found, _ = index.search_batch(held_out, threads=threads, beam=beam)
+        all_s = time.perf_counter() - t
+        assert (found == found_1).all()
+        beams.append({"beam": beam, "query_per_s_1_thread": len(held_out) / one_s,
+                      "query_per_s": len(held_out) / all_s,
+                      "recall_at_1": float((found[:, 0] == truth).mean()),
+                      "end_node_recall_at_1": float((found[:, 0] == nearest_end).mean())})
     return {
         "n": n, "dim": x.shape[1], "queries": len(held_out), "labels": index.num_labels,
         "insert_s": insert_s, "insert_per_s": n / insert_s,
@@ -123,8 +169,40 @@ def run_size(x: np.ndarray, n: int, queries: int, threshold: float, metric: str,
         "exact": exact.kind, "exact_query_per_s": len(held_out) / exact_s,
         "recall_at_1": float((hri_1[:, 0] == truth).mean()),
         f"recall_at_{k}": float((hri_k == truth[:, None]).any(axis=1).mean()),
-        "depth": index.depth_stats(),
+        "end_node_recall_at_1": float((hri_1[:, 0] == nearest_end).mean()),
+        "exact_end_node_query_per_s": len(held_out) / exact_ends_s,
+        "beam": index.beam, "max_children": index.max_children, "mode": index.mode,
+        "beams": beams, "depth": index.depth_stats(),
     }
+
+
+def run_original(x: np.ndarray, n: int, threshold: float, metric: str) -> dict:
+    """The original code against HRI's default on the first ``n`` vectors, in one run."""
+    sys.path.insert(0, str(ORIGINAL))
+    try:
+        from hri.matching import HierarchicalRetrievalIndexMatching
+    finally:
+        sys.path.remove(str(ORIGINAL))
+    data = np.ascontiguousarray(x[:n])
+    original = HierarchicalRetrievalIndexMatching(metric, threshold)
+    t, c = time.perf_counter(), time.process_time()
+    with contextlib.redirect_stderr(io.StringIO()):  # its tqdm bar
+        expected = original.match(data)[0]
+    ref_s, ref_cpu = time.perf_counter() - t, time.process_time() - c
+    hri_s, hri_cpu = [], []
+    for _ in range(5):
+        index = HierarchicalRetrievalIndex(threshold, metric)
+        t, c = time.perf_counter(), time.process_time()
+        labels = index.insert(data)
+        hri_s.append(time.perf_counter() - t)
+        hri_cpu.append(time.process_time() - c)
+    return {"baseline": "original_hri", "n": n, "dim": x.shape[1],
+            "original_labels": int(expected.max()) + 1, "hri_labels": index.num_labels,
+            "bcubed_f_hri_vs_original": bcubed(expected, labels)[2],
+            "reference_runs_s": [ref_s], "hri_runs_s": hri_s,
+            "reference_runs_cpu_s": [ref_cpu], "hri_runs_cpu_s": hri_cpu,
+            "reference_insert_per_s": n / ref_s, "hri_insert_per_s": n / min(hri_s),
+            "speedup": ref_s / min(hri_s), "speedup_cpu": ref_cpu / min(hri_cpu)}
 
 
 def run_reference(x: np.ndarray, n: int, threshold: float, metric: str,
@@ -144,12 +222,13 @@ def run_reference(x: np.ndarray, n: int, threshold: float, metric: str,
         ref_s.append(time.perf_counter() - t)
         ref_cpu.append(time.process_time() - c)
     for _ in range(5):
-        index = HierarchicalRetrievalIndex(threshold, metric)
+        index = HierarchicalRetrievalIndex(threshold, metric, mode="greedy")
         t, c = time.perf_counter(), time.process_time()
         labels = index.insert(data)
         hri_s.append(time.perf_counter() - t)
         hri_cpu.append(time.process_time() - c)
-    return {"n": n, "dim": x.shape[1], "identical_labels": bool((labels == expected).all()),
+    return {"baseline": "tests/test_hri.py ReferenceHRI (mode='greedy')", "n": n,
+            "dim": x.shape[1], "identical_labels": bool((labels == expected).all()),
             "reference_runs_s": ref_s, "hri_runs_s": hri_s,
             "reference_runs_cpu_s": ref_cpu, "hri_runs_cpu_s": hri_cpu,
             "reference_insert_per_s": n / min(ref_s), "hri_insert_per_s": n / min(hri_s),
@@ -209,6 +288,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float, default=0.4)
     parser.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
     parser.add_argument("-k", type=int, default=5)
+    parser.add_argument("--query-beams", default="32,64",
+                        help="wider search beams also measured (comma-separated; empty: none)")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--reference", type=int, default=20_000,
                         help="vectors for the pure-Python reference (0 to skip)")
@@ -224,22 +305,29 @@ def main(argv=None) -> int:
     threads = args.threads or _hri.default_threads()
     sizes = [int(s) for s in args.sizes.split(",") if s]
     dims = [int(d) for d in args.dims.split(",") if d]
+    query_beams = [int(b) for b in args.query_beams.split(",") if b]
     results = {"hardware": describe_hardware(), "threshold": args.threshold,
-               "metric": args.metric, "runs": []}
+               "metric": args.metric, "load_before": os.getloadavg()[0], "runs": []}
     for dim in dims:
         dim_sizes = [n for n in sizes if dim <= 128 or n <= args.max_512]
         if not dim_sizes:
             continue
         x = stream_of_faces(max(max(dim_sizes), args.reference) + args.queries, dim)
         if args.reference and dim == 128:
-            ref = run_reference(x, args.reference, args.threshold, args.metric)
+            if (ORIGINAL / "hri" / "matching.py").is_file():
+                ref = run_original(x, args.reference, args.threshold, args.metric)
+                same = f"BCubed F vs original {ref['bcubed_f_hri_vs_original']:.3f}"
+            else:
+                ref = run_reference(x, args.reference, args.threshold, args.metric)
+                same = f"identical={ref['identical_labels']}"
             results["reference"] = ref
-            print(f"reference {ref['n']} x {dim}: identical={ref['identical_labels']} "
+            print(f"{ref['baseline']} {ref['n']} x {dim}: {same} "
                   f"ref {ref['reference_insert_per_s']:,.0f}/s  hri {ref['hri_insert_per_s']:,.0f}/s"
                   f"  speed-up {ref['speedup']:,.0f}x (wall) {ref['speedup_cpu']:,.0f}x (CPU time)",
                   flush=True)
         for n in dim_sizes:
-            r = run_size(x, n, args.queries, args.threshold, args.metric, args.k, threads)
+            r = run_size(x, n, args.queries, args.threshold, args.metric, args.k, threads,
+                         query_beams)
             results["runs"].append(r)
             d = r["depth"]
             print(f"n={n:>8,} dim={dim}: insert {r['insert_per_s']:>10,.0f}/s  "
@@ -248,8 +336,15 @@ def main(argv=None) -> int:
                   f"k={args.k} {r[f'query_per_s_k{args.k}']:>9,.0f}/s  "
                   f"exact {r['exact_query_per_s']:>9,.0f}/s  "
                   f"R@1 {r['recall_at_1']:.4f}  R@{args.k} {r[f'recall_at_{args.k}']:.4f}  "
+                  f"end-node R@1 {r['end_node_recall_at_1']:.4f} (exact "
+                  f"{r['exact_end_node_query_per_s']:,.0f}/s)  "
                   f"labels {r['labels']:,}  depth {d.get('min')}/{d.get('mean', 0):.1f}/"
                   f"{d.get('max')}", flush=True)
+            for b in r["beams"]:
+                print(f"    search beam {b['beam']:>3}: query {b['query_per_s_1_thread']:>10,.0f}/s "
+                      f"(1 thr) {b['query_per_s']:>10,.0f}/s ({threads} thr)  "
+                      f"R@1 {b['recall_at_1']:.4f}  end-node R@1 {b['end_node_recall_at_1']:.4f}",
+                      flush=True)
         del x
     identities = REPO.parent / "shared" / "data" / "identities"
     if args.real and identities.is_dir():
@@ -261,6 +356,9 @@ def main(argv=None) -> int:
                   f"{r['people']} people; insert {r['insert_per_s']:,.0f}/s  "
                   f"query {r['query_per_s_1_thread']:,.0f}/s  R@1 {r['recall_at_1']:.3f}  "
                   f"identity accuracy {r['identity_accuracy']:.3f}", flush=True)
+    results["load_after"] = os.getloadavg()[0]
+    print(f"load average (1 min): {results['load_before']:.1f} before, "
+          f"{results['load_after']:.1f} after", flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2))
