@@ -466,17 +466,21 @@ class TensorRTEngine:
             if not self.context.set_input_shape(k, tuple(tensor.shape)):
                 raise BackendError(f"{self.name}: TensorRT refused input {k!r} of shape "
                                    f"{tuple(tensor.shape)} (profile {self.profile.key()})")
-            self.context.set_tensor_address(k, int(tensor.data_ptr()))
+            self._address(k, tensor)
         outputs = []
         for k in self.output_names:
             shape = tuple(int(d) for d in self.context.get_tensor_shape(k))
             out = torch.empty(shape, dtype=self._dtypes[k], device=self._device)
-            self.context.set_tensor_address(k, int(out.data_ptr()))
+            self._address(k, out)
             outputs.append(out)
         if not self.context.execute_async_v3(self._stream.cuda_stream):
             raise BackendError(f"{self.name}: TensorRT failed to run the engine; see "
                                f"TensorRT's log above")
         return outputs
+
+    def _address(self, name: str, tensor) -> None:
+        if not self.context.set_tensor_address(name, int(tensor.data_ptr())):
+            raise BackendError(f"{self.name}: TensorRT refused the device buffer of {name!r}")
 
     def _upload(self, name: str, array: np.ndarray):
         """Host array -> pinned buffer -> device, asynchronously on the engine's stream."""
