@@ -149,11 +149,9 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def padded_photo(path: Path) -> np.ndarray:
     """The photo at ``path`` (RGB) centred on a black canvas twice its size, so a detector sees context."""
-    img = _read_rgb(path)
-    h, w = img.shape[:2]
-    pad = np.zeros((2 * h, 2 * w, 3), np.uint8)
-    pad[h // 2:h // 2 + h, w // 2:w // 2 + w] = img
-    return pad
+    from streamface.photos import pad_onto_canvas
+
+    return pad_onto_canvas(_read_rgb(path))[0]
 
 
 def identity_folder_set(root, detector, recognizer, *, name: str | None = None) -> LabelledSet:
