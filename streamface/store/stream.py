@@ -746,7 +746,9 @@ class StreamWriter(Stream):
         values : ndarray of float, shape (n,) or (n, K)
             E.g. class probabilities (seed: rounded to 2 decimals by the caller).
         classes : sequence of str, optional
-            K names, one per value of a row (``["0-2", "3-9", ...]``, ``["yaw", "pitch", "roll"]``).
+            K names, one per value of a row (``["0-2", "3-9", ...]``, ``["yaw", "pitch", "roll"]``);
+            for values of shape (n,), the names of the codes 0..K-1 they hold (a categorical
+            attribute, e.g. a photo's identity folder; NaN: none).
             Writing from row 0 with another width or classes replaces the attribute.
         """
         self._check_open()
@@ -757,7 +759,7 @@ class StreamWriter(Stream):
         width = None if vals.ndim == 1 else int(vals.shape[1])
         if classes is not None:
             classes = [str(c) for c in classes]
-            if width is None or len(classes) != width:
+            if width is not None and len(classes) != width:
                 raise ValueError(f"attribute {name!r}: {len(classes)} classes for values of shape {vals.shape}")
         path = f"{ATTRIBUTES}/{name}"
         self._prepare_update(path, start, len(vals), {"width": width, "classes": classes}, {"classes": classes})
