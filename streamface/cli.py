@@ -1003,8 +1003,10 @@ def calibrate(sources, model, detectors, what, cuts, target_recall, stream, anno
     """Calibrate clustering and detector thresholds on labelled SOURCES.
 
     Each SOURCE is an identity folder (<identity>/<images>), a seed-layout folder
-    (frames/, metadata/detections.csv and annotations_manual.json, e.g. data/skynews)
-    or a store ('<store>::<stream>'). Several sources: the mean BCubed F over them.
+    (frames/, metadata/detections.csv and annotations_manual.json, e.g. data/skynews),
+    frames with named boxes (frames/ and labels.csv: frame,x,y,w,h,identity, e.g.
+    data/tv/fotb) or a store ('<store>::<stream>'). The cut maximises the worst source's
+    BCubed F, the middle of the cuts scoring as well.
     """
     from streamface.calibration import parse_cuts, run_calibration, user_entries, write_report
     from streamface.engine import EngineError
