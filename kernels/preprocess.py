@@ -18,7 +18,11 @@ import numpy as np
 from streamface.kernels import _preprocess
 from streamface.kernels._validate import as_image, as_threads
 
-__all__ = ["Letterbox", "preprocess_batch"]
+# Beside the batch kernel, the pieces of its contract that a device-side implementation
+# (engine/backends/torch_preprocess.py) must reproduce exactly: the letterbox placement, the
+# YUV coefficients and the argument checks.
+__all__ = ["Letterbox", "check_choice", "letterbox_placement", "per_channel", "preprocess_batch",
+           "yuv_coefficients"]
 
 # libswscale's limited-range YUV -> RGB table (V->R, U->B, -U->G, -V->G in
 # 1/65536, 255/224 folded in). PyAV converts with BT.601 unless a frame is
@@ -163,19 +167,19 @@ def preprocess_batch(frames: Sequence, out: np.ndarray, *, mean=(0.0, 0.0, 0.0),
     n = len(frames)
     if n > out.shape[0]:
         raise ValueError(f"out holds {out.shape[0]} frames, got {n} frames")
-    _check_choice(channel_order, "channel_order", ("rgb", "bgr"))
-    _check_choice(yuv_range, "yuv_range", ("auto", "limited", "full"))
-    _check_choice(yuv_matrix, "yuv_matrix", ("auto", "bt601", "bt709"))
-    mean = _per_channel(mean, "mean")
-    scale = _per_channel(scale, "scale")
-    pad = _per_channel(pad_value, "pad_value")
+    check_choice(channel_order, "channel_order", ("rgb", "bgr"))
+    check_choice(yuv_range, "yuv_range", ("auto", "limited", "full"))
+    check_choice(yuv_matrix, "yuv_matrix", ("auto", "bt601", "bt709"))
+    mean = per_channel(mean, "mean")
+    scale = per_channel(scale, "scale")
+    pad = per_channel(pad_value, "pad_value")
     input_w, input_h = out.shape[3], out.shape[2]
 
     planes, geometry = [], np.zeros((n, 13), dtype=np.int32)
     ratios = np.zeros(n, dtype=np.float32)
     for i, frame in enumerate(frames):
         kind, width, height, frame_planes, conversion = _read_frame(frame, i, yuv_range, yuv_matrix)
-        ratios[i], placement = _place(width, height, input_w, input_h, center)
+        ratios[i], placement = letterbox_placement(width, height, input_w, input_h, center)
         geometry[i] = (kind, width, height, *placement, *conversion)
         planes.append(frame_planes)
 
@@ -190,7 +194,7 @@ def preprocess_batch(frames: Sequence, out: np.ndarray, *, mean=(0.0, 0.0, 0.0),
     )
 
 
-def _place(width: int, height: int, input_w: int, input_h: int, center: bool):
+def letterbox_placement(width: int, height: int, input_w: int, input_h: int, center: bool):
     """Letterbox ratio and (out_w, out_h, off_x, off_y) of a frame in the network input."""
     ratio = min(input_w / width, input_h / height)
     out_w = min(input_w, max(1, int(width * ratio + 0.5)))
@@ -212,7 +216,7 @@ def _read_frame(frame, index: int, yuv_range: str, yuv_matrix: str):
         y, u, v = _yuv_tuple(frame, name)
         full = yuv_range == "full"
         matrix = "bt709" if yuv_matrix == "bt709" else "bt601"
-        return _KIND_YUV420, y.shape[1], y.shape[0], (y, u, v), _yuv_coefficients(matrix, full)
+        return _KIND_YUV420, y.shape[1], y.shape[0], (y, u, v), yuv_coefficients(matrix, full)
     if hasattr(frame, "planes") and hasattr(frame, "format"):
         width, height, planes = _video_frame_planes(frame, name)
         full = (frame.format.name == "yuvj420p"
@@ -223,7 +227,7 @@ def _read_frame(frame, index: int, yuv_range: str, yuv_matrix: str):
         if matrix == "auto":
             tagged_709 = getattr(frame, "colorspace", 0) == _AVCOL_SPC_BT709
             matrix = "bt709" if tagged_709 else "bt601"
-        return _KIND_YUV420, width, height, planes, _yuv_coefficients(matrix, full)
+        return _KIND_YUV420, width, height, planes, yuv_coefficients(matrix, full)
     raise ValueError(
         f"{name} must be an RGB uint8 array, a (y, u, v) tuple or a yuv420p VideoFrame, "
         f"got {type(frame).__name__}"
@@ -279,7 +283,7 @@ def _video_frame_planes(frame, name: str):
     return width, height, tuple(planes)
 
 
-def _yuv_coefficients(matrix: str, full: bool) -> tuple[int, ...]:
+def yuv_coefficients(matrix: str, full: bool) -> tuple[int, ...]:
     """(y_offset, y_coeff, vr, ug, vg, ub) for the kernel, derived as libswscale does.
 
     libswscale (PyAV's converter) keeps limited-range coefficients in 1/65536,
@@ -318,13 +322,14 @@ def _as_batch(out) -> np.ndarray:
     return out
 
 
-def _check_choice(value, name: str, choices: tuple[str, ...]) -> None:
+def check_choice(value, name: str, choices: tuple[str, ...]) -> None:
+    """Raise ValueError naming ``name`` and the allowed values unless ``value`` is one of ``choices``."""
     if value not in choices:
         allowed = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {allowed}, got {value!r}")
 
 
-def _per_channel(value, name: str) -> np.ndarray:
+def per_channel(value, name: str) -> np.ndarray:
     """A scalar or 3 values as a float32 (3,) array."""
     try:
         array = np.broadcast_to(np.asarray(value, dtype=np.float32), (3,))

@@ -34,10 +34,10 @@ from streamface.engine.models.frame_batch import FrameBatch
 from streamface.kernels.geometry import ARCFACE_TEMPLATE, similarity_transform
 from streamface.kernels.preprocess import (
     Letterbox,
-    _check_choice,
-    _per_channel,
-    _place,
-    _yuv_coefficients,
+    check_choice,
+    per_channel,
+    letterbox_placement,
+    yuv_coefficients,
 )
 
 torch = require_torch("device preprocessing")
@@ -131,7 +131,7 @@ def yuv420_to_rgb(y, u, v, coefficients: tuple[int, ...]):
     y : tensor (H, W) uint8
     u, v : tensor (ceil(H/2), ceil(W/2)) uint8
     coefficients : (y_offset, y_coeff, vr, ug, vg, ub)
-        From ``kernels.preprocess._yuv_coefficients`` (multiples of 1/8192).
+        From ``kernels.preprocess.yuv_coefficients`` (multiples of 1/8192).
     """
     y_offset, y_coeff, vr, ug, vg, ub = coefficients
     height, width = y.shape
@@ -225,15 +225,15 @@ class DeviceLetterbox:
     def __init__(self, *, mean=(0.0, 0.0, 0.0), scale=(1.0, 1.0, 1.0),
                  channel_order: str = "rgb", pad_value=0.0, center: bool = False,
                  yuv_range: str = "limited", yuv_matrix: str = "bt601"):
-        _check_choice(channel_order, "channel_order", ("rgb", "bgr"))
-        _check_choice(yuv_range, "yuv_range", ("limited", "full"))
-        _check_choice(yuv_matrix, "yuv_matrix", ("bt601", "bt709"))
-        self.mean = _per_channel(mean, "mean")
-        self.scale = _per_channel(scale, "scale")
-        self.pad = _per_channel(pad_value, "pad_value")
+        check_choice(channel_order, "channel_order", ("rgb", "bgr"))
+        check_choice(yuv_range, "yuv_range", ("limited", "full"))
+        check_choice(yuv_matrix, "yuv_matrix", ("bt601", "bt709"))
+        self.mean = per_channel(mean, "mean")
+        self.scale = per_channel(scale, "scale")
+        self.pad = per_channel(pad_value, "pad_value")
         self.order = [2, 1, 0] if channel_order == "bgr" else [0, 1, 2]
         self.center = center
-        self.coefficients = _yuv_coefficients(yuv_matrix, yuv_range == "full")
+        self.coefficients = yuv_coefficients(yuv_matrix, yuv_range == "full")
         self._taps: dict[tuple, _Taps] = {}
         self._norm: dict = {}
 
@@ -257,7 +257,7 @@ class DeviceLetterbox:
         for i, frame in enumerate(frames):
             rgb = self._rgb(frame, i, device)
             height, width = rgb.shape[:2]
-            ratios[i], (out_w, out_h, off_x, off_y) = _place(width, height, input_w, input_h,
+            ratios[i], (out_w, out_h, off_x, off_y) = letterbox_placement(width, height, input_w, input_h,
                                                              self.center)
             geometry[i] = (width, height, out_w, out_h, off_x, off_y)
             key = (width, height, out_w, out_h, device)
@@ -280,7 +280,7 @@ class DeviceLetterbox:
         self._check_out(out, n)
         self._rgb(frames[0], 0, out.device)  # dtype, layout and device checks
         input_h, input_w = out.shape[2], out.shape[3]
-        ratio, (out_w, out_h, off_x, off_y) = _place(width, height, input_w, input_h,
+        ratio, (out_w, out_h, off_x, off_y) = letterbox_placement(width, height, input_w, input_h,
                                                      self.center)
         key = (width, height, out_w, out_h, out.device)
         if key not in self._taps:
