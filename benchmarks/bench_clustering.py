@@ -11,11 +11,20 @@ identities. ``--reference`` runs the seed's algorithm written plainly here
 that ``hac`` gives identical labels, with the speed ratio. ``--quality`` adds the
 threshold sweep on the real identities in ``../shared/data`` (engine embeddings).
 ``--matching`` times ``ClusterMatching`` single mode on ``--clusters`` clusters.
+``--collection N`` builds one identity set the way ``streamface cluster`` grows a
+collection: ``knn`` over N generated faces of ``--identities`` people, then a
+new day of ``--day`` faces of the same people added incrementally
+(:func:`streamface.identities.grow_identities`: only the day's faces are
+clustered and joined to the identities), in one fresh process; time, peak memory
+and BCubed F per step, and, with ``--all-at-once``, the same N + day faces
+clustered in one go for comparison.
 
 Run::
 
     .venv/bin/python benchmarks/bench_clustering.py [--sizes 20000,100000,1000000] [--methods hac,knn]
         [--reference] [--quality] [--matching] [--hac-limit 200000] [--json out.json]
+    .venv/bin/python benchmarks/bench_clustering.py --sizes "" --collection 2600000 --identities 29000 \
+        --day 50000 [--all-at-once]
 """
 
 from __future__ import annotations
@@ -139,6 +148,73 @@ def scale(sizes: list[int], methods: list[str], hac_limit: int, reference: bool,
     return rows
 
 
+def _peak_gib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
+
+
+def _collection_child(path: str, n: int, all_at_once: bool, queue) -> None:
+    from streamface.identities import grow_identities
+
+    x = np.load(path)
+    y = np.load(path + ".labels.npy")
+    steps = []
+    start = time.perf_counter()
+    known = knn_hac(x[:n], THRESHOLD)
+    steps.append({"step": f"cluster {n} faces", "faces": n, "seconds": round(time.perf_counter() - start, 1),
+                  "peak_gib": round(_peak_gib(), 2), "identities": int(known.max()) + 1,
+                  "bcubed_f": round(bcubed(y[:n], known)[2], 4)})
+    print(f"  {steps[-1]}", flush=True)
+    start = time.perf_counter()
+    new = np.zeros(len(x), bool)
+    new[n:] = True
+    day = knn_hac(x[n:], THRESHOLD)
+    labels = np.concatenate([known, np.full(len(x) - n, -2)])
+    growth = grow_identities(x, labels, new, day, THRESHOLD, next_id=int(known.max()) + 1)
+    steps.append({"step": f"add a day of {len(x) - n} faces", "faces": int(len(x) - n),
+                  "seconds": round(time.perf_counter() - start, 1), "peak_gib": round(_peak_gib(), 2),
+                  "joined_faces": growth.joined_faces, "new_identities": growth.new_identities,
+                  "ids_kept": bool(np.array_equal(growth.labels[:n], known)),
+                  "bcubed_f": round(bcubed(y, growth.labels)[2], 4),
+                  "bcubed_f_day": round(bcubed(y[n:], growth.labels[n:])[2], 4)})
+    print(f"  {steps[-1]}", flush=True)
+    if all_at_once:
+        start = time.perf_counter()
+        whole = knn_hac(x, THRESHOLD)
+        steps.append({"step": f"all {len(x)} faces at once", "faces": int(len(x)),
+                      "seconds": round(time.perf_counter() - start, 1), "peak_gib": round(_peak_gib(), 2),
+                      "identities": int(whole.max()) + 1, "bcubed_f": round(bcubed(y, whole)[2], 4)})
+        print(f"  {steps[-1]}", flush=True)
+    queue.put(steps)
+
+
+def collection(n: int, identities: int, day: int, all_at_once: bool, timeout: float) -> dict:
+    """One identity set over ``n`` faces, then a day of ``day`` more added (see the module docstring)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        x, y = make_identities(n + day, n_identities=identities, random_state=n)
+        path = os.path.join(tmp, "x.npy")
+        np.save(path, x)
+        np.save(path + ".labels.npy", y)
+        print(f"\ncollection: {n} + {day} faces of {len(np.unique(y))} identities (noise faces included), "
+              f"generated in {time.perf_counter() - start:.1f} s; knn at {THRESHOLD}", flush=True)
+        del x, y
+        load = os.getloadavg()
+        ctx = mp.get_context("spawn")
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_collection_child, args=(path, n, all_at_once, queue))
+        proc.start()
+        proc.join(timeout)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
+            return {"faces": n, "day": day, "error": f"timed out after {timeout:.0f} s"}
+        if proc.exitcode != 0:
+            return {"faces": n, "day": day, "error": f"exit code {proc.exitcode}"}
+        return {"faces": n, "identities": identities, "day": day, "threshold": THRESHOLD,
+                "load_before": [round(v, 2) for v in load], "load_after": [round(v, 2) for v in os.getloadavg()],
+                "steps": queue.get()}
+
+
 def matching(n_clusters: int, per_cluster: int) -> dict:
     """ClusterMatching's single mode (closest members) on ``n_clusters`` generated clusters."""
     from streamface.clustering.cluster_distances import cluster_pair_distances
@@ -231,12 +307,19 @@ def main() -> None:
     parser.add_argument("--matching", action="store_true", help="time ClusterMatching single mode")
     parser.add_argument("--clusters", type=int, default=10000, help="clusters for --matching")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per method run")
+    parser.add_argument("--collection", type=int, default=0, help="faces of the identity-set run (0: none)")
+    parser.add_argument("--identities", type=int, default=29000, help="people of the identity-set run")
+    parser.add_argument("--day", type=int, default=50000, help="faces of the day added to the identity set")
+    parser.add_argument("--all-at-once", action="store_true", help="also cluster the collection and the day at once")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     result = {"benchmark": "clustering", "hardware": hardware(), "threshold": THRESHOLD, "batch_size": BATCH}
     sizes = [int(s) for s in args.sizes.split(",") if s]
     if sizes:
         result["scale"] = scale(sizes, args.methods.split(","), args.hac_limit, args.reference, args.timeout)
+    if args.collection:
+        result["collection"] = collection(args.collection, args.identities, args.day, args.all_at_once,
+                                          args.timeout)
     if args.matching:
         result["matching"] = matching(args.clusters, 10)
     if args.quality:

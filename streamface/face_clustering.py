@@ -59,7 +59,15 @@ from streamface.clustering import (
 )
 from streamface.clustering.thresholds import threshold_warning
 from streamface.features import METRICS, Features, load_features, validate_embeddings
-from streamface.identities import IDENTITY_RECORD, IdentityRecord, grow_identities, known_faces, stable_ids
+from streamface.identities import (
+    IDENTITY_MEANS,
+    IDENTITY_RECORD,
+    IdentityRecord,
+    IdentitySet,
+    grow_identities,
+    known_faces,
+    stable_ids,
+)
 from streamface.matches import match_rows, read_matches_csv, store_match_rows
 
 __all__ = ["ClusteringResult", "FaceClustering", "METHODS", "silhouette"]
@@ -452,6 +460,7 @@ class FaceClustering:
             if record_path is not None:
                 # Only labels that reached the store count as the collection's.
                 (record or IdentityRecord()).updated(features, labels, model).write(record_path)
+                IdentitySet.from_labels(x, labels).write(record_path.with_name(IDENTITY_MEANS))
         copied = self._copy_faces(features, labels) if self.copy_faces else 0
         seconds["write"] = time.perf_counter() - t0
         return ClusteringResult(features.names, labels, n_clusters, before, matches, score,

@@ -291,7 +291,7 @@ def _make(names, embeddings, files, extra, source: str, **where) -> Features:
     stems = np.array([face_stem(n) for n in names], dtype=str)
     uniq, counts = np.unique(stems, return_counts=True)
     if len(uniq) != len(stems):
-        raise ValueError(f"{source}: duplicate face names, e.g. {uniq[counts > 1][0]!r}")
+        raise ValueError(f"{source}: duplicate face names, e.g. {str(uniq[counts > 1][0])!r}")
     files = [f"{s}.png" for s in stems.tolist()] if files is None else [os.path.basename(f) for f in files]
     return Features(stems, np.ascontiguousarray(emb), files, extra, **where)
 

@@ -29,11 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["IDENTITY_RECORD", "Growth", "IdentityRecord", "IdentitySet", "collection_folder", "grow_identities",
-           "known_faces", "stable_ids", "stream_key"]
+__all__ = ["IDENTITY_MEANS", "IDENTITY_RECORD", "Growth", "IdentityRecord", "IdentitySet", "collection_folder", "grow_identities",
+           "known_faces", "stable_ids", "stream_key", "collection_identities"]
 
 #: File name of the record, in ``<output_dir>/metadata/``.
 IDENTITY_RECORD = "identities.json"
+#: File name of the identities' mean embeddings beside it (for the online index of run/ingest).
+IDENTITY_MEANS = "identities.npz"
 
 _VERSION = 1
 
@@ -196,6 +198,44 @@ class IdentitySet:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def write(self, path: str | os.PathLike) -> Path:
+        """Write ``ids``, ``means`` and ``counts`` to a ``.npz`` atomically."""
+        import io
+
+        from streamface.atomic_write import atomic_write
+
+        buffer = io.BytesIO()
+        np.savez(buffer, ids=self.ids, means=self.means.astype(np.float32), counts=self.counts)
+        return atomic_write(path, buffer.getvalue())
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> IdentitySet:
+        """Read what :meth:`write` wrote.
+
+        Raises
+        ------
+        ValueError
+            Not such a file (the message names it).
+        """
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                ids, means, counts = npz["ids"], npz["means"], npz["counts"]
+        except (OSError, KeyError, ValueError) as exc:
+            raise ValueError(f"{path}: not a file of identity means ({exc})") from None
+        if means.ndim != 2 or len(ids) != len(means) or len(counts) != len(ids):
+            raise ValueError(f"{path}: ids {ids.shape}, means {means.shape} and counts {counts.shape} disagree")
+        return cls(ids.astype(np.int64), means.astype(np.float64), counts.astype(np.int64))
+
+
+def collection_identities(store_location: str | os.PathLike) -> IdentitySet | None:
+    """The identities ``streamface cluster`` wrote for the collection ``store_location`` belongs to
+    (its default folder, :func:`collection_folder`); None when it has none yet."""
+    path = collection_folder(store_location) / "metadata" / IDENTITY_MEANS
+    if not path.is_file():
+        return None
+    identities = IdentitySet.read(path)
+    return identities if len(identities) else None
 
 
 @dataclass

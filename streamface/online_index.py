@@ -4,6 +4,13 @@ Used by ``streamface run`` and ``streamface ingest`` with ``--index-threshold``:
 :class:`OnlineIndex` per stream, fed on the thread that commits the stream's faces.
 The labels go to the stream's index labels (``kind="index"``), beside and apart from
 the cluster labels that ``streamface cluster`` writes.
+
+When the store belongs to a collection that ``streamface cluster`` has made
+identities for (:func:`streamface.identities.collection_identities`), online labels
+start from them: a new index label whose first face is within the threshold of an
+identity's mean embedding is that identity's id; the others count on from the
+collection's ids. A stream keeps the identities it started with (a copy beside its
+index), so a resumed stream labels as a run that never stopped.
 """
 
 from __future__ import annotations
@@ -44,6 +51,8 @@ class OnlineIndex:
     def __init__(self, threshold: float, metric: str) -> None:
         self.threshold, self.metric = threshold, metric
         self.index = None
+        self.identities = None  # the collection's IdentitySet, when the stream started from one
+        self._label_of: dict[int, int] = {}  # the index's own label -> the online label
 
     def resume(self, store_location, stream: str) -> None:
         """Rebuild the index from what the stream already holds, before anything is added."""
@@ -54,10 +63,12 @@ class OnlineIndex:
         try:
             stored = FaceStore.open(store_location, mode="r").stream(stream)
         except (NotAStoreError, StreamNotFoundError):
-            return  # a new store or stream: nothing to resume
-        labelled = stored.num_index_labelled
+            stored = None  # a new store or stream: nothing to resume
+        labelled = stored.num_index_labelled if stored is not None else 0
+        self._start_from_identities(store_location, stream, fresh=not labelled)
         if labelled:
-            rebuilt = self.index.insert(stored.read_embeddings(0, labelled))
+            embeddings = stored.read_embeddings(0, labelled)
+            rebuilt = self._online_labels(self.index.insert(embeddings), embeddings)
             if not np.array_equal(rebuilt, stored.read_labels(0, labelled, kind="index")):
                 raise ValueError(
                     f"stream {stream!r} has index labels that an online index with threshold "
@@ -68,8 +79,45 @@ class OnlineIndex:
         """Insert the faces ``writer`` has embedded but not labelled, and store their labels."""
         labelled, embedded = writer.num_index_labelled, writer.num_embedded
         if embedded > labelled:
-            new = self.index.insert(writer.read_embeddings(labelled, embedded))
+            embeddings = writer.read_embeddings(labelled, embedded)
+            new = self._online_labels(self.index.insert(embeddings), embeddings)
             writer.write_labels(new, start=labelled, kind="index")
+
+    def _start_from_identities(self, store_location, stream: str, *, fresh: bool) -> None:
+        """A fresh stream takes the collection's identities (and keeps a copy beside its index);
+        a resumed one the copy it started with, if any. Remote stores keep no copy: no identities."""
+        from streamface.hri import HRIError, index_path_for_store
+        from streamface.identities import IdentitySet, collection_identities
+
+        try:
+            copy = index_path_for_store(store_location, stream).with_suffix(".identities.npz")
+        except HRIError:
+            return
+        if fresh:
+            self.identities = collection_identities(store_location)
+            if self.identities is not None:
+                self.identities.write(copy)
+        elif copy.is_file():
+            self.identities = IdentitySet.read(copy)
+
+    def _online_labels(self, raw: np.ndarray, embeddings: np.ndarray) -> np.ndarray:
+        """The index's labels as online labels: the identity a new label's first face is near, or
+        the index's label counted on from the identities' ids (unchanged without identities)."""
+        if self.identities is None:
+            return raw
+        from scipy.spatial.distance import cdist
+
+        unseen, first = np.unique(raw, return_index=True)
+        keep = np.array([int(r) not in self._label_of for r in unseen.tolist()], bool)
+        unseen, first = unseen[keep], first[keep]
+        if len(unseen):
+            d = cdist(embeddings[first], self.identities.means, metric=self.metric)
+            best = np.argmin(d, axis=1)
+            near = d[np.arange(len(best)), best] <= self.threshold
+            offset = int(self.identities.ids.max()) + 1
+            for r, b, n in zip(unseen.tolist(), best.tolist(), near.tolist()):
+                self._label_of[int(r)] = int(self.identities.ids[b]) if n else offset + int(r)
+        return np.array([self._label_of[int(r)] for r in raw.tolist()], np.int64)
 
     def save(self, store_location, stream: str) -> None:
         """Keep the tree beside a local store, with the stream's labels read back from it

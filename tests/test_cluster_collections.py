@@ -270,3 +270,31 @@ def test_downstream_stages_read_the_collection_annotations(fotb, ingested, tmp_p
     scored = CliRunner().invoke(cli, ["evaluate-clusters", str(four), annotations, "--scores",
                                       str(tmp_path / "s.json"), "--plots", str(tmp_path)])
     assert scored.exit_code == 0, scored.output
+
+
+def test_online_labels_start_from_the_collection_identities(fotb, ingested, tmp_path):
+    import shutil
+
+    four, _, _ = ingested
+    day = tmp_path / "news-2026-11-28.zarr"
+    shutil.copytree(four, day)
+    cluster(str(tmp_path / "news.zarr"))  # the collection's identities, in news.identities
+    identities = FaceStore.open(day).stream("part1").read_labels()
+    part = four.parent / "part1.mp4"
+
+    def run(store: Path) -> np.ndarray:
+        result = CliRunner().invoke(cli, ["run", str(part), "--store", str(store), "--name", "again",
+                                          "--index-threshold", "0.5", "--sample-fps", "5",
+                                          "--similarity-threshold", "1", "--no-progress"])
+        assert result.exit_code == 0, result.output
+        return FaceStore.open(store).stream("again").read_labels(kind="index")
+
+    # The next day's store of the collection: the same faces again take their identities' ids.
+    online = run(tmp_path / "news-2026-11-29.zarr")
+    assert len(online) == len(identities)
+    same = float(np.mean(online == identities))
+    print(f"\nonline labels equal to the collection's identity: {same:.2f} of {len(online)} faces")
+    assert same >= 0.8
+    # A store outside any collection: the index's own labels, from 0.
+    alone = run(tmp_path / "elsewhere.zarr")
+    assert alone.min() == 0 and not np.array_equal(alone, online)
