@@ -367,7 +367,7 @@ def cluster(features, stream, matches_path, faces_dir, output_dir, full, reviewe
 
 @main.command("evaluate-clusters")
 @click.argument("features")
-@click.argument("annotations", type=click.Path(exists=True, dir_okay=False))
+@click.argument("annotations", type=click.Path(exists=True, dir_okay=False), required=False)
 @click.option("--stream", default=None, help="Stream of a store given without '::<stream>'.")
 @click.option("--name", default="dataset", help="Name in the figure titles.")
 @click.option("--scores", "scores_path", type=click.Path(dir_okay=False), default="cluster_scores.json",
@@ -382,13 +382,24 @@ def evaluate_clusters(features, annotations, stream, name, scores_path, plots_pa
 
     FEATURES is '<store>::<stream>', a store (with --stream), a .npz with arrays
     names and embeddings, or the seed's features .pkl (a pickle: only files you trust).
+    Without ANNOTATIONS, a photo stream's known identities (`extract --labels-from-folders`)
+    are the ground truth: they are scored, written to known_identities.json beside --scores,
+    and the store's cluster labels are compared with them (BCubed).
     """
     from streamface.cluster_evaluation import ClusterEvaluation
 
+    truth = None
     with _StageErrors():
+        if annotations is None:
+            from streamface.photos import store_identities
+
+            truth = store_identities(features, stream, scores_path)
+            annotations = truth.path
         model = ClusterEvaluation(name, features, annotations, scores_path, plots_path, metric, stream=stream,
                                   silhouette_samples=silhouette_samples, verbose=False)
         scores = model.evaluate()
+    if truth is not None:
+        click.echo(truth.line())
 
     def fmt(key):
         return "undefined" if scores[key] is None else f"{scores[key]:.3f}"
@@ -848,21 +859,48 @@ def capture(source, store, progress, **o) -> None:
 
 
 @main.command("extract")
-@click.argument("store", type=click.Path(exists=True, file_okay=False))
-@click.option("--stream", "name", default=None, help="Only this stream [default: all].")
+@click.argument("source", type=click.Path(exists=True, file_okay=False))
+@click.option("--store", "store", type=click.Path(file_okay=False), default=None,
+              help="With a folder of photos as SOURCE (any names and formats, nested folders): the store "
+                   "to import them into, one frame each, and extract (created if missing) "
+                   "[default: SOURCE is the store].")
+@click.option("--stream", "name", default=None,
+              help="Only this stream [default: all]; for photos, the stream they go to [default: the folder's name].")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, help="Frames per detection batch and commit.")
 @_extraction_options
+@click.option("--crops", is_flag=True, default=False,
+              help="The photos are face crops: a photo without a face, even padded onto a larger canvas, "
+                   "is taken whole as the face (recorded as a fallback).")
+@click.option("--labels-from-folders", is_flag=True, default=False,
+              help="Record each photo's sub-folder as its known identity (ground truth for evaluate-clusters).")
 @click.option("--export", "outdir", type=click.Path(file_okay=False), default=None,
               help="Also write the seed's faces/, aligned_faces/ and metadata/ here.")
 @click.option("--resume/--no-resume", default=True, help="Continue after the last frame with faces.")
-def extract(store, name, batch_size, outdir, resume, **o) -> None:
-    """Detect, crop, align and match the faces of STORE's kept frames (stage 2 alone)."""
+def extract(source, store, name, batch_size, crops, labels_from_folders, outdir, resume, **o) -> None:
+    """Detect, crop, align and match the faces of SOURCE's kept frames (stage 2 alone).
+
+    SOURCE is a store, or with --store a folder of photos (or of seed frames). Exit
+    status 1 when a file could not be read (each named in one line; the rest are stored).
+    """
+    from pathlib import Path
+
+    if store is None and not (Path(source) / "zarr.json").is_file():
+        raise click.ClickException(f"{source} is not a face store; to extract the faces of a folder of "
+                                   f"photos, give the store to put them in: --store PATH")
     with _PipelineErrors():
-        stage = _extraction_stage(store, o, name=name, batch_size=batch_size, resume=resume,
-                                  export=outdir is not None)
+        stage = _extraction_stage(store or source, o, name=name, batch_size=batch_size, resume=resume,
+                                  export=outdir is not None, crops=crops, labels_from_folders=labels_from_folders)
+        stage.input_dir = source if store is not None else None
         stage.output_dir = outdir
         summary = stage.call()
+    for message in summary.unreadable:
+        click.echo(f"skipped {message}", err=True)
+    for file in summary.no_face:
+        click.echo(f"no face: {file}", err=True)
     click.echo(summary.line())
+    if summary.unreadable:
+        raise click.ClickException(f"{len(summary.unreadable)} files could not be read (named above); "
+                                   f"the others are stored")
 
 
 @main.command("analyze")
@@ -941,17 +979,22 @@ def index_build(location: str, stream: str | None, threshold: float, metric: str
 @click.option("--store", "location", required=True, type=click.Path(exists=True, file_okay=False))
 @click.option("--face-id", default=None, help="A stored face (its stream is taken from the id).")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="An image: its best face is detected and embedded first.")
+              help="An image: its best face is detected (padded onto a larger canvas if need be; the "
+                   "whole image when none is found, said on stderr) and embedded first.")
+@click.option("--crop", is_flag=True, default=False,
+              help="The --image is a face crop: take it whole as the face, without detecting one.")
 @click.option("--stream", default=None, help="Stream of an --image query [default: the only one].")
 @click.option("-k", "k", type=click.IntRange(min=1), default=1, help="Nearest identities.")
 @click.option("--faces", type=click.IntRange(min=0), default=5, help="Nearest faces listed.")
-def index_query(location, face_id, image, stream, k, faces) -> None:
+def index_query(location, face_id, image, crop, stream, k, faces) -> None:
     """Print the nearest identities (label, distance) and faces of a face id or an image."""
-    from streamface.hri import embed_image_face, query_stream_index
+    from streamface.hri import query_stream_index
     from streamface.store import FaceStore, StoreError, parse_face_id
 
     if (face_id is None) == (image is None):
         raise click.ClickException("give exactly one of --face-id and --image")
+    if crop and image is None:
+        raise click.ClickException("--crop applies to an --image query")
     try:
         store = FaceStore.open(location, mode="r")
         if face_id is not None:
@@ -962,8 +1005,16 @@ def index_query(location, face_id, image, stream, k, faces) -> None:
                 raise click.ClickException(f"face {face_id} has no embedding yet")
             vector = source.read_embeddings(row, row + 1)[0]
         else:
+            from streamface.engine import load_detector, load_recognizer
+            from streamface.photos import query_photo_face, read_photo
+
             name = _index_stream(store, stream)
-            vector = embed_image_face(image, store.stream(name).embedding_model)
+            rgb = read_photo(image)
+            face = query_photo_face(load_detector(), rgb, crop=crop)
+            if face.fallback and not crop:
+                click.echo(f"no face found in {image}; took the whole image as the face", err=True)
+            model = store.stream(name).embedding_model
+            vector = load_recognizer(model).embed(rgb, face.detections.landmarks[:1])[0]
         found = query_stream_index(store, name, vector, k=k, faces=faces)
     except (StoreError, ValueError, OSError, KeyError) as exc:
         raise click.ClickException(_error_text(exc)) from None

@@ -5,7 +5,9 @@
 
 Frames come from ``<input_dir>/streamface.zarr`` (what :class:`StreamCapture` wrote)
 or, as the seed did, from ``<input_dir>/frames/<name>_frame_<timestamp>.png|jpg``
-(imported into ``<output_dir>/streamface.zarr`` first, bytes unchanged). For each
+(imported into ``<output_dir>/streamface.zarr`` first, bytes unchanged), or from a
+folder of photos with any names and formats (``input_dir`` itself, nested folders
+included, or its ``frames/`` holding other names; see ``docs/photos.md``). For each
 batch of frames: batched detection; the seed's filters (confidence above
 ``conf_threshold``, relative size above ``size_threshold``); the face crop (square of
 ``(1 + margin)`` box sides on a frame padded by ``padding``, shrunk to fit
@@ -32,9 +34,11 @@ from PIL import Image
 from streamface import kernels
 from streamface.engine import box_iou, load_detector
 from streamface.kernels.quality import SIMILARITY_SIZE
+from streamface.photos import (FALLBACK_ATTR, IDENTITY_ATTR, PHOTO_ATTR, PhotoError, photo_face, photo_files,
+                               read_photo, stored_photo_bytes)
 from streamface.store import FaceRecords, FaceStore, FrameRecords, NO_MATCH, StoreError
 from streamface.store.export import export_seed_layout
-from streamface.store.names import parse_capture_time
+from streamface.store.names import parse_capture_time, validate_stream_name
 from streamface.stream_capture import store_path
 
 __all__ = ["ExtractionSummary", "FaceExtraction", "FaceExtractor"]
@@ -72,11 +76,26 @@ class ExtractionSummary:
     matched: int = 0
     seconds: float = 0.0
     streams: list = field(default_factory=list)
+    #: Photos (frames of a photo folder) processed in this call; 0 for video streams.
+    photos: int = 0
+    #: Photos whose face was found only on the padded photo.
+    padded: int = 0
+    #: Photos taken whole as the face (``crops=True``, nothing found even padded).
+    fallback: int = 0
+    #: Photos left without a face, as ``file`` (or frame) names.
+    no_face: list = field(default_factory=list)
+    #: Files that could not be read as photos, one message each (file and why).
+    unreadable: list = field(default_factory=list)
 
     def line(self) -> str:
-        return (f"{self.frames} frames, {self.detected} detections, {self.faces} faces kept "
+        text = (f"{self.frames} frames, {self.detected} detections, {self.faces} faces kept "
                 f"(dropped {self.low_confidence} low confidence, {self.small} small, "
                 f"{self.blurred} blurred), {self.matched} matched, {self.seconds:.1f} s")
+        if self.photos or self.unreadable:
+            text += (f"; photos: {self.photos}, {len(self.no_face)} without a face, "
+                     f"{self.padded} found padded, {self.fallback} taken whole as the face, "
+                     f"{len(self.unreadable)} unreadable files")
+        return text
 
 
 class FaceExtractor:
@@ -88,8 +107,9 @@ class FaceExtractor:
 
     def __init__(self, detector, *, conf_threshold=None, size_threshold=0.005, blur_threshold=25,
                  match_thresholds=(0.75, 0.75), face_size=(256, 256), aligned_size=(128, 128),
-                 padding=0.5, margin=1.0, threads=1):
+                 padding=0.5, margin=1.0, threads=1, crops=False):
         self.detector = detector
+        self.crops = bool(crops)
         self.conf_threshold = conf_threshold
         self.size_threshold = float(size_threshold)
         self.blur_threshold = float(blur_threshold)
@@ -113,6 +133,46 @@ class FaceExtractor:
         """
         return self.process_detections(frames, self.detector.detect(frames), first_row,
                                        similarity_images)
+
+    def process_photos(self, frames: list[np.ndarray], first_row: int) -> tuple[FaceRecords, np.ndarray]:
+        """Faces of photos (RGB ``frames``): :meth:`process` for pictures that are no sequence.
+
+        A photo where the batched pass finds nothing is detected again padded onto a
+        canvas twice its size; with ``crops`` it is then, if still nothing is found,
+        taken whole as the face (:func:`streamface.photos.photo_face`). Fallback faces
+        skip the confidence and blur rules (the user said the photo is a face). Photos
+        are never track-matched: neighbours in a folder are not consecutive frames.
+
+        Returns
+        -------
+        faces : FaceRecords
+            ``frame`` counts within the batch; ``match`` is -1.
+        fallback : ndarray of bool, shape (len(faces),)
+            Faces that are whole photos.
+        """
+        detections = self.detector.detect(frames)
+        whole = np.zeros(len(frames), bool)
+        for i, (rgb, det) in enumerate(zip(frames, detections)):
+            if len(det):
+                continue
+            found = photo_face(self.detector, rgb, crops=self.crops, found=det)
+            detections[i], whole[i] = found.detections, found.fallback
+            self.summary.padded += int(len(found.detections) > 0 and not found.fallback)
+            self.summary.fallback += int(found.fallback)
+        parts, flags = [], []
+        for i, (rgb, det) in enumerate(zip(frames, detections)):
+            faces = self._filter(rgb, det, whole=bool(whole[i]))
+            n = len(faces["score"])
+            self.summary.frames += 1
+            self.summary.photos += 1
+            self.summary.faces += n
+            if n:
+                parts.append(FaceRecords(frame=np.full(n, i, np.int64), face=np.arange(n, dtype=np.int32),
+                                         match=np.full(n, NO_MATCH, np.int64), **faces))
+                flags.append(np.full(n, whole[i]))
+        if not parts:
+            return _no_faces(self.aligned_size), np.zeros(0, bool)
+        return FaceRecords.concat(parts), np.concatenate(flags)
 
     def process_detections(self, frames: list[np.ndarray], detections: list, first_row: int,
                            similarity_images: list[np.ndarray] | None = None) -> FaceRecords:
@@ -153,11 +213,13 @@ class FaceExtractor:
             return _no_faces(self.aligned_size)
         return FaceRecords.concat(parts)
 
-    def _filter(self, rgb: np.ndarray, det) -> dict:
+    def _filter(self, rgb: np.ndarray, det, whole: bool = False) -> dict:
+        """The seed's filters; ``whole``: ``det`` is a photo taken whole as the face, kept
+        whatever its (low) score and blur."""
         self.summary.detected += len(det)
         height, width = rgb.shape[:2]
         conf = self.conf_threshold
-        keep = np.ones(len(det), bool) if conf is None else det.scores > conf
+        keep = np.ones(len(det), bool) if conf is None or whole else det.scores > conf
         self.summary.low_confidence += int((~keep).sum())
         big = det.boxes[:, 2] * det.boxes[:, 3] / float(height * width) > self.size_threshold
         self.summary.small += int((keep & ~big).sum())
@@ -169,7 +231,7 @@ class FaceExtractor:
                    else np.zeros((0, self.aligned_size, self.aligned_size, 3), np.uint8))
         blur = np.array([kernels.blur_score(a, resize=None, crop=None, threads=1)
                          for a in aligned], np.float32)
-        sharp = blur > self.blur_threshold
+        sharp = (blur > self.blur_threshold) | whole
         self.summary.blurred += int((~sharp).sum())
         boxes, landmarks, scores, aligned, blur = (boxes[sharp], landmarks[sharp], scores[sharp],
                                                    aligned[sharp], blur[sharp])
@@ -243,13 +305,19 @@ class FaceExtraction:
     device : {"auto", "cpu", "cuda", "cuda:N"}, default "auto"
     backend : {"auto", "ort", "tensorrt", "torch"}, default "auto"
         Where and with what the models run (see ``streamface.engine.backends``).
+    crops : bool, default False
+        The photos of a photo folder are face crops: a photo where nothing is found,
+        even padded, is taken whole as the face (recorded in the ``fallback`` attribute).
+    labels_from_folders : bool, default False
+        Record each photo's sub-folder (relative to the photo folder) as its known
+        identity, the ``identity`` attribute (see :func:`identity_annotations`).
     """
 
     def __init__(self, input_dir, output_dir, detection=None, batch_size=32, conf_threshold=None,
                  size_threshold=0.005, blur_threshold=25, match_thresholds=(0.75, 0.75),
                  face_size=(256, 256), aligned_size=(128, 128), padding=0.5, margin=1.0,
                  resume=True, log_interval=100, *, name=None, export=True, device="auto",
-                 backend="auto", threads=1, store=None):
+                 backend="auto", threads=1, store=None, crops=False, labels_from_folders=False):
         self.input_dir = input_dir
         self.output_dir = output_dir
         self.detection = detection
@@ -270,6 +338,10 @@ class FaceExtraction:
         self.backend = backend
         self.threads = threads
         self.store = store
+        self.crops = bool(crops)
+        self.labels_from_folders = bool(labels_from_folders)
+        self._unreadable: list[str] = []
+        self._imported: str | None = None
 
     def _validate(self) -> None:
         if self.detection not in DETECTOR_NAMES:
@@ -296,14 +368,15 @@ class FaceExtraction:
                              size_threshold=self.size_threshold, blur_threshold=self.blur_threshold,
                              match_thresholds=self.match_thresholds, face_size=self.face_size,
                              aligned_size=self.aligned_size, padding=self.padding,
-                             margin=self.margin, threads=self.threads)
+                             margin=self.margin, threads=self.threads, crops=self.crops)
 
     def call(self) -> ExtractionSummary:
         """Extract the faces of every frame not processed yet; return the summary."""
         started = time.monotonic()
         extractor = self.make_extractor()
         store = self._open_store()
-        names = [self.name] if self.name else store.streams
+        # A photo folder imported into a store with other streams: only its stream.
+        names = [self.name or self._imported] if (self.name or self._imported) else store.streams
         for name in names:
             extractor.previous = []
             self._extract_stream(store, name, extractor)
@@ -311,6 +384,7 @@ class FaceExtraction:
             if self.export:
                 export_seed_layout(store.stream(name), self.output_dir, progress=False)
         summary = extractor.summary
+        summary.unreadable = list(self._unreadable)
         summary.store = str(store.location)
         summary.seconds = time.monotonic() - started
         return summary
@@ -321,21 +395,94 @@ class FaceExtraction:
         Frames already in the store (same stream and capture time) are not imported
         again, so a folder the export wrote from this very store adds nothing.
         """
-        if self.store is not None:
+        self._unreadable, self._imported = [], None
+        if self.store is not None and self.input_dir is None:
             return FaceStore.open(self.store, mode="r+")
         source = store_path(self.input_dir)
         folder = Path(self.input_dir) / "frames"
         files = sorted(p for p in folder.glob("*") if _FRAME_FILE.match(p.name)) if folder.is_dir() else []
-        if source.exists():
+        photos_root = None
+        if not files and not source.exists():
+            # A user's own folder: <input_dir>/frames/ with other names, else input_dir itself.
+            photos_root = folder if folder.is_dir() and photo_files(folder) else Path(self.input_dir)
+            if not Path(self.input_dir).is_dir() or not photo_files(photos_root):
+                raise StoreError(f"{self.input_dir}: neither a store ({source.name}), nor frames "
+                                 f"(frames/<name>_frame_<timestamp>.png|jpg), nor a folder of photos "
+                                 f"to extract faces from")
+        if self.store is not None:
+            store = FaceStore.open(self.store, mode="a")
+        elif source.exists():
             store = FaceStore.open(source, mode="r+")
-        elif files:
-            store = FaceStore.open(store_path(self.output_dir), mode="a")
         else:
-            raise StoreError(f"{self.input_dir}: neither a store ({source.name}) nor frames "
-                             f"(frames/<name>_frame_<timestamp>.png|jpg) to extract faces from")
+            store = FaceStore.open(store_path(self.output_dir), mode="a")
         if files:
             self._import_frames(store, files)
+        if photos_root is not None:
+            self._imported = self._import_photos(store, photos_root)
         return store
+
+    def _photo_stream_name(self, root: Path) -> str:
+        if self.name:
+            return self.name
+        folder = Path(self.input_dir).resolve()
+        text = re.sub(r"[^A-Za-z0-9._-]+", "_", folder.name).strip("._") or "photos"
+        return validate_stream_name(text)
+
+    def _import_photos(self, store: FaceStore, root: Path) -> str:
+        """The photos under ``root`` into a stream, one frame each, in path order.
+
+        Files already imported (by their path relative to ``root``, kept in the
+        ``photo`` attribute's classes) are skipped, so a second call adds only new
+        files. A file that is not a readable photo is logged in one line, listed in
+        the summary and skipped; the others are imported.
+        """
+        name = self._photo_stream_name(root)
+        with store.writer(name, create=True, aligned_size=self.aligned_size[0],
+                          crop_size=max(self.face_size), flush_rows=0) as writer:
+            known = (writer.attribute_classes(PHOTO_ATTR) or []) if PHOTO_ATTR in writer.attribute_names else []
+            if writer.num_frames != len(known):
+                raise StoreError(f"stream {name!r} holds {writer.num_frames} frames but a list of "
+                                 f"{len(known)} photos; import this folder into a new stream (--stream)")
+            seen = set(known)
+            todo = [p for p in photo_files(root) if p.relative_to(root).as_posix() not in seen]
+            for start in range(0, len(todo), 64):
+                chunk, blobs, sizes = [], [], []
+                for path in todo[start:start + 64]:
+                    try:
+                        rgb = read_photo(path)
+                    except PhotoError as exc:
+                        # Reported by the summary (and by the CLI, one line each).
+                        log.info("skipped %s", exc)
+                        self._unreadable.append(str(exc))
+                        continue
+                    chunk.append(path.relative_to(root).as_posix())
+                    blobs.append(stored_photo_bytes(path, rgb))
+                    sizes.append(rgb.shape[:2])
+                if not chunk:
+                    continue
+                # No capture time: a photo's frame time is its ordinal in the stream (in
+                # microseconds since the epoch), unique and increasing; the file is its name.
+                order = np.arange(len(known), len(known) + len(chunk), dtype=np.int64)
+                writer.append(FrameRecords(time_us=order, source_index=order,
+                                           width=np.array([w for _, w in sizes], np.int32),
+                                           height=np.array([h for h, _ in sizes], np.int32), images=blobs))
+                writer.flush()
+                known += chunk
+                self._write_photo_columns(writer, known)
+        return name
+
+    def _write_photo_columns(self, writer, files: list[str]) -> None:
+        """The per-face ``photo`` (and ``identity``) attributes from row 0, the file list as
+        the classes: a face's photo is its frame."""
+        frames = writer.read_faces(columns=("frame",)).frame if writer.num_faces else np.zeros(0, np.int64)
+        writer.write_attribute(PHOTO_ATTR, 0, frames.astype(np.float32), classes=files)
+        if self.labels_from_folders:
+            folders = [f.rsplit("/", 1)[0] if "/" in f else "" for f in files]
+            names = sorted(set(folders) - {""})
+            code = {n: i for i, n in enumerate(names)}
+            per_frame = np.array([code.get(f, np.nan) for f in folders], np.float32)
+            writer.write_attribute(IDENTITY_ATTR, 0, per_frame[frames] if len(frames) else per_frame[:0],
+                                   classes=names)
 
     def _import_frames(self, store: FaceStore, files: list[Path]) -> None:
         """Frames of the seed's ``frames/`` folder into the store (bytes kept as they are)."""
@@ -375,15 +522,36 @@ class FaceExtraction:
             if start < total and not writer.has_images:
                 raise StoreError(f"stream {name!r} kept no frame images; faces must be extracted "
                                  f"while capturing (streamface run)")
+            files = writer.attribute_classes(PHOTO_ATTR) if PHOTO_ATTR in writer.attribute_names else None
             for lo in range(start, total, self.batch_size):
                 hi = min(total, lo + self.batch_size)
                 frames = [decode_image(b) for b in writer.read_frame_images(lo, hi)]
-                faces = extractor.process(frames, writer.num_faces)
+                if files is None:
+                    faces = extractor.process(frames, writer.num_faces)
+                else:
+                    faces, whole = extractor.process_photos(frames, writer.num_faces)
+                    for i in sorted(set(range(hi - lo)) - set(faces.frame.tolist())):
+                        extractor.summary.no_face.append(files[lo + i])
+                        log.info("%s: no face in %s", name, files[lo + i])
                 if len(faces):
+                    first = writer.num_faces
                     writer.append_faces(_rebase(faces, lo))
                     writer.flush()
+                    if files is not None:
+                        _append_flags(writer, FALLBACK_ATTR, first, whole)
                 if self.log_interval and (hi // self.log_interval) > (lo // self.log_interval):
                     log.info("%s: %d/%d frames, %d faces", name, hi, total, writer.num_faces)
+            if files is not None:
+                self._write_photo_columns(writer, files)
+
+
+def _append_flags(writer, name: str, start: int, flags: np.ndarray) -> None:
+    """Flags of faces ``[start, start + n)`` as attribute ``name`` (1.0 / 0.0); rows a
+    killed run left without a value read NaN (unknown) instead of leaving a gap."""
+    have = writer.num_attribute_rows(name) if name in writer.attribute_names else 0
+    values = np.concatenate([np.full(max(0, start - have), np.nan, np.float32),
+                             flags.astype(np.float32)])
+    writer.write_attribute(name, min(have, start), values)
 
 
 def _rebase(faces: FaceRecords, first_frame: int) -> FaceRecords:
