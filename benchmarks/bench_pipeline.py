@@ -27,7 +27,14 @@ Cases (medians of ``--repeat`` runs):
   latency from a kept frame's decoding to its commit, peak RSS (``VmHWM`` on Linux,
   where a child's ``ru_maxrss`` starts at its parent's size; ``ru_maxrss`` elsewhere,
   both recorded) and the peak RSS each stream beyond the first adds; efficiency of the
-  1-stream ingest.
+  1-stream ingest;
+* the photo pass (``--photo-pass``, or alone with ``--photo-pass-only``): the extraction
+  of photo folders detects a photo again, padded, only where the batched pass found no
+  face. On the clip's keyframes with faces, ``FaceExtractor.process`` (video) and
+  ``process_photos`` side by side: detector calls, frames detected and seconds (the
+  extra pass must cost nothing there); on ``identities/johns`` (close crops) the cost
+  where it does run. Video extraction (``run``, ``ingest``, ``extract`` of a store)
+  never calls ``process_photos``.
 
 Models come from the user's cache (``STREAMFACE_HOME``), prepared on first use.
 """
@@ -289,6 +296,72 @@ def run_ingest(clip: Path, streams: int, sample_fps: float | None) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+class CountingDetector:
+    """A detector that counts its calls and the frames it detects."""
+
+    def __init__(self, detector):
+        self.detector, self.calls, self.frames = detector, 0, 0
+
+    @property
+    def conf_threshold(self):
+        return self.detector.conf_threshold
+
+    @conf_threshold.setter
+    def conf_threshold(self, value):
+        self.detector.conf_threshold = value
+
+    def detect(self, frames):
+        self.calls += 1
+        self.frames += len(frames)
+        return self.detector.detect(frames)
+
+
+def photo_pass(clip: Path, crops_dir: Path, repeat: int) -> dict:
+    """Detector calls, frames detected and median seconds of the video and photo paths of
+    :class:`FaceExtractor` on the clip's keyframes with faces, and of the photo path on crops."""
+    from streamface.engine import VideoDecoder, load_detector
+    from streamface.face_extraction import FaceExtractor
+    from streamface.photos import photo_files, read_photo
+
+    detector = CountingDetector(load_detector())
+    with VideoDecoder(clip, keyframes_only=True) as decoder:
+        keyframes = [frame.rgb() for frame in decoder]
+    with_faces = [f for f in keyframes if len(detector.detector.detect([f])[0])]
+    crops = [read_photo(p) for p in photo_files(crops_dir)] if crops_dir.is_dir() else []
+    out = {"keyframes_with_faces": len(with_faces), "crops": len(crops)}
+    cases = [("video_process", with_faces, "process"), ("photo_process", with_faces, "process_photos")]
+    if crops:
+        cases.append(("photo_crops", crops, "process_photos"))
+    timings: dict[str, list] = {}
+    for _ in range(repeat):
+        for label, frames, method in cases:  # interleaved rounds: the same share of the load
+            detector.calls = detector.frames = 0
+            extractor = FaceExtractor(detector)
+            started = time.perf_counter()
+            faces = 0
+            for lo in range(0, len(frames), 8):
+                got = getattr(extractor, method)(frames[lo:lo + 8], 0)
+                faces += len(got[0] if isinstance(got, tuple) else got)
+            timings.setdefault(label, []).append(time.perf_counter() - started)
+            out[label] = {"frames": len(frames), "faces": faces, "detector_calls": detector.calls,
+                          "frames_detected": detector.frames}
+    for label, seconds in timings.items():
+        out[label]["seconds"] = statistics.median(seconds)
+    out["extra_detections_on_frames_with_faces"] = (out["photo_process"]["frames_detected"]
+                                                    - out["video_process"]["frames_detected"])
+    return out
+
+
+def print_photo_pass(r: dict) -> None:
+    print(f"{'photo pass':<16}{'frames':>7}{'faces':>7}{'calls':>7}{'detected':>9}{'seconds':>9}")
+    for label in ("video_process", "photo_process", "photo_crops"):
+        if label in r:
+            c = r[label]
+            print(f"{label:<16}{c['frames']:>7}{c['faces']:>7}{c['detector_calls']:>7}"
+                  f"{c['frames_detected']:>9}{c['seconds']:>9.3f}")
+    print(f"  extra detections on keyframes with faces: {r['extra_detections_on_frames_with_faces']}")
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clip", type=Path, default=DEFAULT_CLIP)
@@ -299,6 +372,11 @@ def main(argv: list[str] | None = None) -> dict:
                         help="ingest the clip as this many concurrent streams (each count "
                         "in its own subprocess)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
+    parser.add_argument("--photo-pass", action="store_true",
+                        help="also compare the video and photo extraction paths (see above)")
+    parser.add_argument("--photo-pass-only", action="store_true", help="only that comparison")
+    parser.add_argument("--crops", type=Path, default=DEFAULT_CLIP.parents[1] / "identities" / "johns",
+                        help="folder of close face crops for the photo pass")
     parser.add_argument("--ingest-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.clip.is_file():
@@ -309,6 +387,14 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {"benchmark": "pipeline", "clip": str(args.clip), "hardware": hardware(), "decode": {},
               "pipeline": {}}
+    if args.photo_pass or args.photo_pass_only:
+        result["photo_pass"] = photo_pass(args.clip, args.crops, args.repeat)
+    if args.photo_pass_only:
+        print(f"clip {args.clip.name}; {result['hardware'].get('cpu')}")
+        print_photo_pass(result["photo_pass"])
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return result
     decodes = (("keyframes", True, False), ("keyframes_rgb", True, True),
                ("all_frames", False, False), ("all_frames_rgb", False, True))
     modes = [("keyframes", None)] + ([("sample", args.sample_fps)] if args.sample_fps else [])
@@ -393,6 +479,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{label:<14}{r['frames']:>7}{r['faces']:>6}{r['seconds']:>8.2f}{r['fps']:>7.1f}"
                   f"{r['faces_per_s']:>8.1f}{r['latency_s']:>8.2f}{r['latency_max_s']:>6.2f}"
                   f"{r['peak_rss_mib']:>8.0f}{r.get('rss_per_extra_stream_mib', float('nan')):>9.0f}{eff}")
+    if "photo_pass" in result:
+        print_photo_pass(result["photo_pass"])
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return result
