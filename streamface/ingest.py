@@ -46,6 +46,7 @@ import numpy as np
 
 from streamface.batch_commit import BatchCommit
 from streamface.commit_queue import CommitQueue
+from streamface.engine.sources import SourceError
 from streamface.face_analysis import first_unanalysed
 from streamface.face_extraction import ExtractionSummary, _restore_previous
 from streamface.keyframes import Candidate
@@ -76,6 +77,8 @@ class StreamCounters:
         Mean and largest seconds from a kept frame's decoding to its commit.
     error : str or None
         One line when the stream failed.
+    truncated : str or None
+        ``"truncated at 16.0 s of 55.0 s"`` when a file was cut short (what decoded is stored).
     stored : tuple of (str, int, int) or None
         ``(location, frames, faces)``: what the stream's group in the store at
         ``location`` holds, as of its opening and each commit since (None: not opened).
@@ -91,6 +94,7 @@ class StreamCounters:
     latency_s: float = 0.0
     latency_max_s: float = 0.0
     error: str | None = None
+    truncated: str | None = None
     seconds: float = 0.0
     stored: tuple[str, int, int] | None = None
 
@@ -117,7 +121,8 @@ class StreamCounters:
         if self.error is not None:
             return f"{self.name}: FAILED: {self.error} (after {done})"
         return (f"{self.name}: {done}, {self.seconds:.1f} s, "
-                f"latency {self.latency_s:.2f} s (max {self.latency_max_s:.2f} s)")
+                f"latency {self.latency_s:.2f} s (max {self.latency_max_s:.2f} s)"
+                + (f"; {self.truncated}, what decoded is stored" if self.truncated else ""))
 
 
 @dataclass
@@ -129,17 +134,28 @@ class IngestSummary:
     seconds: float
     load_seconds: float = 0.0
     warnings: list = field(default_factory=list)
+    #: Stopped by :meth:`Ingest.stop` (SIGINT/SIGTERM) before the streams ended.
+    interrupted: bool = False
 
     @property
     def failed(self) -> list[StreamCounters]:
         return [s for s in self.streams if s.error is not None]
+
+    @property
+    def truncated(self) -> list[StreamCounters]:
+        """Streams whose file was cut short."""
+        return [s for s in self.streams if s.truncated is not None and s.error is None]
 
     def lines(self) -> list[str]:
         """One line per stream, then a total line."""
         frames = sum(s.frames for s in self.streams)
         faces = sum(s.faces for s in self.streams)
         rate = frames / self.seconds if self.seconds > 0 else 0.0
-        total = (f"{len(self.streams) - len(self.failed)}/{len(self.streams)} streams ok: "
+        ok = len(self.streams) - len(self.failed) - len(self.truncated)
+        total = ("interrupted: what was processed is stored, run again to continue; "
+                 if self.interrupted else "")
+        total += (f"{ok}/{len(self.streams)} streams ok"
+                  + (f", {len(self.truncated)} truncated" if self.truncated else "") + ": "
                  f"{frames} frames, {sum(s.keyframes for s in self.streams)} keyframes, "
                  f"{faces} faces, {self.seconds:.1f} s ({rate:.1f} fps; models loaded in "
                  f"{self.load_seconds:.1f} s) -> {self.store}")
@@ -192,13 +208,14 @@ class _StreamWork:
         # not taken again (a decoder that resumes after a restart may send one twice).
         self.last_time_us: int | None = None
         self.ended = False
+        self.created = False  # this ingest created the stream's group
         self.lock = threading.Lock()
 
     def fail(self, exc: BaseException | str) -> None:
         if self.counters.error is None:
             text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
             self.counters.error = text.splitlines()[0]
-            log.info("%s failed: %s", self.capture.name, self.counters.error)
+            log.error("%s: failed: %s", self.capture.name, self.counters.error)
         self.stop_event.set()
 
 
@@ -375,7 +392,8 @@ class Ingest:
         if self._fatal is not None:
             raise self._fatal
         summary = IngestSummary(self.counters, self._location(),
-                                time.monotonic() - started, started - loading)
+                                time.monotonic() - started, started - loading,
+                                interrupted=self._stopping.is_set())
         if self._analyzer is not None:
             summary.warnings = list(self._analyzer.summary.warnings)
         return summary
@@ -513,6 +531,7 @@ class Ingest:
         name, ext = work.capture.name, work.extractor
         with self._store_lock:  # stream groups are created one at a time
             exists = name in store.streams
+            work.created = work.created or not exists
             writer = store.writer(name, create=True,
                                   aligned_size=None if exists else ext.aligned_size,
                                   crop_size=None if exists else max(ext.face_size), flush_rows=0)
@@ -583,14 +602,23 @@ class Ingest:
         try:
             # The source is opened first, so a bad source leaves no stream group behind.
             decoder = c.open_decoder(max_reconnects=work.max_reconnects, stop_event=work.stop_event)
-            decoder.after_time_us = self._open_stream(work, decoder.live)
+            decoder.after_time_us = self._open_stream(work, decoder.live, decoder)
             selector = c.make_selector()
-            for frame in decoder:
-                timed = _Timed(frame.time_us, frame.pts, frame.index, time.monotonic())
-                for kept in selector.offer(timed, frame.rgb()):
-                    self._send(work, kept)
-                counters.frames = decoder.stats.yielded
-                counters.reconnects = decoder.stats.reconnects
+            last_pts = None
+            try:
+                for frame in decoder:
+                    last_pts = frame.pts
+                    timed = _Timed(frame.time_us, frame.pts, frame.index, time.monotonic())
+                    for kept in selector.offer(timed, frame.rgb()):
+                        self._send(work, kept)
+                    counters.frames = decoder.stats.yielded
+                    counters.reconnects = decoder.stats.reconnects
+            except SourceError as exc:  # a file cut short: what decoded is kept
+                truncated = c.truncation(decoder, last_pts, exc)
+            else:
+                truncated = None if work.stop_event.is_set() else c.truncation(decoder, last_pts)
+            if truncated is not None:
+                counters.truncated = truncated.text()
         except Exception as exc:  # noqa: BLE001 - one stream's failure must not stop the others
             work.fail(exc)
         finally:
@@ -603,10 +631,21 @@ class Ingest:
                     self._send(work, kept)
             self._end(work)
 
-    def _open_stream(self, work: _StreamWork, live: bool) -> int | None:
-        """Open the stream's group; the capture time its frames must come after (None: any)."""
+    def _open_stream(self, work: _StreamWork, live: bool, decoder=None) -> int | None:
+        """Open the stream's group; the capture time its frames must come after (None: any).
+
+        ``decoder``: the stream's :class:`~streamface.engine.decode.VideoDecoder` when it
+        runs here (a file gets the capture times recorded for its content).
+        """
         work.live = live
-        writer = self._start_commits(work, self._open_writer(work))
+        writer = self._open_writer(work)
+        if decoder is not None:
+            try:
+                work.capture.settle_start_time(writer, decoder)
+            except BaseException:
+                writer.close()
+                raise
+        writer = self._start_commits(work, writer)
         span = writer.capture_time_span() or self._previous_period_span(work.capture.name)
         if writer.num_frames and writer.has_images:
             work.extractor.previous = _restore_previous(writer, writer.num_frames)
@@ -781,4 +820,15 @@ class Ingest:
                 self._save_online_index(work)
             except Exception as exc:  # noqa: BLE001
                 work.fail(exc)
-        work.counters.seconds = time.monotonic() - self._started
+        c = work.counters
+        if work.created and work.location is not None and (c.error is not None or c.truncated is not None):
+            self._remove_if_empty(work)
+        c.seconds = time.monotonic() - self._started
+
+    def _remove_if_empty(self, work: _StreamWork) -> None:
+        """A stream this ingest created and that failed before storing anything is removed."""
+        try:
+            if self._open_store(work.location).remove_empty_stream(work.capture.name):
+                log.info("%s: removed the stream, which holds nothing", work.capture.name)
+        except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
+            log.warning("%s: could not remove the empty stream: %s", work.capture.name, exc)

@@ -15,15 +15,36 @@ torn one. A snapshot::
 
     {"version": 1, "store": str, "stream": str, "host": str, "pid": int,
      "started": float, "updated": float,   # seconds since the epoch
-     "interval": float, "running": bool,   # running False: the ingest ended cleanly
+     "interval": float, "running": bool,   # running False: the run ended and said how
+     "outcome": str, "note": str,          # with running False (optional: older writers
+                                           # lack them, older readers ignore them)
      "current_store": str,                 # the rotated store being written
      "counters": {"frames_decoded", "keyframes", "faces", "reconnects": int,
                   "dropped": {reason: int}, "fps": float, "queue_depth": {queue: float}},
      "process": {"rss_bytes": int}}
 
-A reader judges it (:func:`read_status`): ``finished`` (``running`` false), ``not
-running`` (same host and the pid is gone: killed or crashed), ``stale`` (older than
-``stale_after``: hung, or on another host and silent), else ``running``.
+A reader judges it (:func:`read_status`), one of :data:`STATES`:
+
+``running``
+    The run is alive and wrote within ``stale_after`` seconds.
+``stale``
+    No write for ``stale_after`` seconds from a process that is alive, or on another
+    host: hung, or cut off.
+``not running``
+    Same host, the process is gone and never wrote its last snapshot: killed or crashed.
+``finished``
+    Ended cleanly: read to the end of its source or a bound (``--duration``...).
+``interrupted``
+    Stopped by SIGINT/SIGTERM; what was processed is stored; a new run continues it.
+``truncated``
+    Its file was cut short; what decoded is stored (``note``: "truncated at 16.0 s of 55.0 s").
+``failed``
+    Ended on an error (``note``: the error).
+
+Snapshots of every run into a store stay, one per stream (a new run of a stream
+replaces its own), so the status of a store lists every stream written into it.
+``streamface status`` exits 0 when every stream is running or finished, 3 when one is
+stale, not running, interrupted, truncated or failed, 1 when no run wrote a status.
 """
 
 from __future__ import annotations
@@ -41,13 +62,19 @@ from typing import Any, Callable
 
 from streamface.atomic_write import atomic_write
 from streamface.store.locking import pid_alive
+from streamface.store.names import validate_stream_name
 from streamface.store.rotation import base_of
 
-__all__ = ["StatusReport", "StatusWriter", "format_status", "read_status", "status_dir", "write_snapshot"]
+__all__ = ["HEALTHY", "OUTCOMES", "STATES", "StatusReport", "StatusWriter", "format_status", "read_status",
+           "status_dir", "write_snapshot"]
 
 log = logging.getLogger(__name__)
 STATUS_VERSION = 1
-STATES = ("running", "stale", "not running", "finished")
+STATES = ("running", "stale", "not running", "finished", "interrupted", "truncated", "failed")
+#: How a run ends, as its last snapshot says (``StatusWriter.close(outcomes=...)``).
+OUTCOMES = ("finished", "interrupted", "truncated", "failed")
+#: States in which nothing needs a person's attention (``streamface status`` exits 0).
+HEALTHY = ("running", "finished")
 
 
 def status_dir(store: str | os.PathLike) -> Path | None:
@@ -61,6 +88,7 @@ def status_dir(store: str | os.PathLike) -> Path | None:
 
 def write_snapshot(folder: Path, stream: str, snapshot: dict[str, Any]) -> Path:
     """Write ``<folder>/<stream>.json`` atomically (temporary file, fsync, rename)."""
+    validate_stream_name(stream)  # the name becomes a path
     return atomic_write(folder / f"{stream}.json", json.dumps(snapshot, indent=1).encode("utf-8"))
 
 
@@ -100,8 +128,16 @@ class StatusWriter:
         if self.folder is None:
             log.info("%s: no live status for a store at a URL (use the Prometheus metrics)", self.store)
 
-    def write(self, running: bool = True) -> list[Path]:
-        """Write every stream's snapshot now; returns the files written."""
+    def write(self, running: bool = True, outcomes: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+        """Write every stream's snapshot now; returns the files written.
+
+        Parameters
+        ----------
+        running : bool, default True
+        outcomes : dict, optional
+            With ``running`` false: ``{stream: (outcome, note)}``, outcome one of
+            :data:`OUTCOMES`; a stream left out finished.
+        """
         if self.folder is None:
             return []
         snapshot = self.telemetry.snapshot()
@@ -110,8 +146,14 @@ class StatusWriter:
                   "interval": self.interval, "running": running,
                   "current_store": self.current_store() if self.current_store else self.store,
                   "process": snapshot["process"]}
+        ends = {}
+        for name in snapshot["streams"]:
+            outcome, note = (outcomes or {}).get(name, ("finished", ""))
+            if outcome not in OUTCOMES:
+                raise ValueError(f"outcome must be one of {OUTCOMES}, got {outcome!r}")
+            ends[name] = {} if running else {"outcome": outcome, "note": note}
         # "*" holds what streams share (the batcher's queue), not a stream of its own.
-        return [write_snapshot(self.folder, name, {**common, "stream": name, "counters": counters})
+        return [write_snapshot(self.folder, name, {**common, **ends[name], "stream": name, "counters": counters})
                 for name, counters in snapshot["streams"].items() if name != "*"]
 
     def _loop(self) -> None:
@@ -122,25 +164,22 @@ class StatusWriter:
                 log.warning("%s: cannot write the live status: %s", self.store, exc)
 
     def start(self) -> StatusWriter:
-        """Clear the snapshots of ended ingests, write once, then every ``interval`` seconds
-        from a daemon thread."""
+        """Write once, then every ``interval`` seconds from a daemon thread. The snapshots of
+        other streams, written by earlier runs, stay: they say how each of them ended."""
         if self.folder is not None and self._thread is None:
-            # A stream an earlier ingest had and this one has not would read as ended forever.
-            for report in read_status(self.store):
-                if report.state in ("finished", "not running"):
-                    (self.folder / f"{report.stream}.json").unlink(missing_ok=True)
             self.write()
             self._thread = threading.Thread(target=self._loop, name="streamface-status", daemon=True)
             self._thread.start()
         return self
 
-    def close(self) -> None:
-        """Stop the thread and write the final snapshot (``running`` false)."""
+    def close(self, outcomes: dict[str, tuple[str, str]] | None = None) -> None:
+        """Stop the thread and write the final snapshot (``running`` false) with each
+        stream's ``(outcome, note)`` (see :meth:`write`; default: finished)."""
         if self._thread is not None:
             self._stop.set()
             self._thread.join(timeout=max(5.0, self.interval))
             self._thread = None
-            self.write(running=False)
+            self.write(running=False, outcomes=outcomes)
 
     def __enter__(self) -> StatusWriter:
         return self.start()
@@ -165,7 +204,8 @@ class StatusReport:
 
 def _state(snapshot: dict[str, Any], age: float, stale_after: float) -> str:
     if not snapshot.get("running", False):
-        return "finished"
+        outcome = snapshot.get("outcome", "finished")  # older writers: a clean end
+        return outcome if outcome in OUTCOMES else "finished"
     if snapshot.get("host") == socket.gethostname() and not pid_alive(int(snapshot.get("pid", -1))):
         return "not running"
     if age > stale_after:
@@ -229,19 +269,26 @@ def _mib(n: float) -> str:
 
 
 def format_status(store: str, reports: list[StatusReport]) -> str:
-    """A plain-text table: one row per stream with its state and live counters."""
+    """A plain-text table: one row per stream with its state, live counters and note.
+
+    ``dropped`` counts kept frames of a live source dropped because inference was
+    behind (the same in ``run`` and ``ingest``); the frames keyframe selection passed
+    over (empty, blurred, similar) are not lost data and are in ``--json`` and the
+    metrics (``frames_dropped_total{reason}``).
+    """
     header = ("stream", "state", "pid", "updated (UTC)", "age", "frames", "keyframes", "faces",
-              "reconnects", "dropped", "fps", "rss")
+              "reconnects", "dropped", "fps", "rss", "note")
     rows = [header]
     for r in reports:
         s, c = r.snapshot, r.snapshot.get("counters", {})
         rows.append((r.stream, r.state, str(s.get("pid", "?")), _iso(s.get("updated", 0.0)), f"{r.age:.0f}s",
                      str(c.get("frames_decoded", 0)), str(c.get("keyframes", 0)), str(c.get("faces", 0)),
-                     str(c.get("reconnects", 0)), str(sum(c.get("dropped", {}).values())),
-                     f"{c.get('fps', 0.0):.1f}", _mib(s.get("process", {}).get("rss_bytes", 0))))
+                     str(c.get("reconnects", 0)), str(c.get("dropped", {}).get("queue_full", 0)),
+                     f"{c.get('fps', 0.0):.1f}", _mib(s.get("process", {}).get("rss_bytes", 0)),
+                     str(s.get("note", "")) if r.state not in ("running", "stale", "not running") else ""))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [f"{store}: {len(reports)} streams"]
     for row in rows:
-        lines.append("  ".join(cell.ljust(w) if i < 4 else cell.rjust(w)
+        lines.append("  ".join(cell.ljust(w) if i < 4 or i == len(header) - 1 else cell.rjust(w)
                                for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
     return "\n".join(lines)

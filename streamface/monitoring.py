@@ -50,6 +50,7 @@ class Monitoring:
         self.telemetry = Telemetry()
         self.server = None
         self._status: StatusWriter | None = None
+        self._outcomes: dict[str, tuple[str, str]] = {}
 
     @property
     def metrics_url(self) -> str | None:
@@ -74,9 +75,21 @@ class Monitoring:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def finish(self, outcomes: dict[str, tuple[str, str]]) -> None:
+        """How each stream ended, for the last status snapshot: ``{stream: (outcome, note)}``
+        (see :data:`streamface.live_status.OUTCOMES`); a stream left out finished, or failed
+        when the block ends on an exception."""
+        self._outcomes.update(outcomes)
+
+    def __exit__(self, kind=None, exc=None, tb=None) -> None:
         if self._status is not None:
-            self._status.close()
+            outcomes = dict(self._outcomes)
+            if exc is not None:
+                note = (str(exc) or type(exc).__name__).splitlines()[0]
+                for name in self.streams:
+                    outcomes.setdefault(name, ("interrupted", "") if isinstance(exc, KeyboardInterrupt)
+                                        else ("failed", note))
+            self._status.close(outcomes)
             self._status = None
         if self.server is not None:
             self.server.close()

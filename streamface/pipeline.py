@@ -15,6 +15,7 @@ stored frame.
 
 from __future__ import annotations
 
+import logging
 import signal
 import threading
 import time
@@ -29,10 +30,15 @@ from streamface.face_extraction import ExtractionSummary, FaceExtraction
 from streamface.online_index import OnlineIndex, check_index_parameters
 from streamface.stream_capture import CaptureSummary, StreamCapture, store_path
 
-__all__ = ["Pipeline", "PipelineSummary", "stop_on_signals"]
+__all__ = ["EXIT_TRUNCATED", "Pipeline", "PipelineSummary", "Signals", "exit_status", "stop_on_signals"]
+
+log = logging.getLogger(__name__)
 
 #: Batches waiting for the store at most (memory stays bounded when the disk is slow).
 COMMIT_QUEUE_JOBS = 4
+
+#: Exit status of ``run`` and ``ingest`` when a file was cut short (what decoded is stored).
+EXIT_TRUNCATED = 4
 
 
 @dataclass
@@ -52,7 +58,7 @@ class PipelineSummary:
                 f"({self.analysis.faces} embedded), {c.reconnects} reconnects, "
                 f"{self.seconds:.1f} s ({fps:.1f} fps; models loaded in {self.load_seconds:.1f} s) "
                 f"-> {c.store}")
-        return text + "".join(f"; warning: {w}" for w in self.analysis.warnings)
+        return text + c.outcome_note() + "".join(f"; warning: {w}" for w in self.analysis.warnings)
 
 
 class Pipeline:
@@ -155,8 +161,13 @@ class Pipeline:
         def progress(stats, counts):
             on_frame(stats, counts, extractor.summary.faces)
 
-        capture = self.capture.call(on_keyframes=on_keyframes, on_frame=progress if on_frame else None,
-                                    on_end=on_end)
+        try:
+            capture = self.capture.call(on_keyframes=on_keyframes, on_frame=progress if on_frame else None,
+                                        on_end=on_end)
+        except Exception as exc:
+            # The stream's log file says why it stopped, not only the terminal.
+            log.error("%s: failed: %s", self.capture.name, (str(exc) or type(exc).__name__).splitlines()[0])
+            raise
         if online is not None:
             online.save(capture.store, self.capture.name)
         extraction = extractor.summary
@@ -185,21 +196,53 @@ class Pipeline:
                 online.label_new_faces(writer)
 
 
+@dataclass
+class Signals:
+    """The stop signal received inside :func:`stop_on_signals`'s block (None: none)."""
+
+    received: int | None = None
+
+    @property
+    def name(self) -> str | None:
+        """``"SIGINT"``, ``"SIGTERM"`` or None."""
+        return None if self.received is None else signal.Signals(self.received).name
+
+
+def exit_status(signals: Signals, *, failed: bool = False, truncated: bool = False) -> int:
+    """The exit status of ``run`` and ``ingest``.
+
+    128 + the signal number when a signal stopped it (130 for SIGINT, 143 for SIGTERM),
+    else 1 when a stream failed, else :data:`EXIT_TRUNCATED` (4) when a file was cut
+    short, else 0.
+    """
+    if signals.received is not None:
+        return 128 + signals.received
+    if failed:
+        return 1
+    return EXIT_TRUNCATED if truncated else 0
+
+
 @contextmanager
 def stop_on_signals(stop):
-    """Call ``stop()`` on SIGINT/SIGTERM inside the block (main thread only); restore after."""
+    """Call ``stop()`` on SIGINT/SIGTERM inside the block (main thread only); restore after.
+
+    Yields a :class:`Signals` that records the first signal received.
+    """
+    signals = Signals()
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield signals
         return
     previous = {}
 
     def handler(signum, frame):
+        if signals.received is None:
+            signals.received = signum
         stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         previous[sig] = signal.signal(sig, handler)
     try:
-        yield
+        yield signals
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)

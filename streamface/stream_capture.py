@@ -28,15 +28,21 @@ from PIL import Image
 
 from streamface.engine.decode import DecodedFrame, VideoDecoder
 from streamface.engine.read_ahead import ReadAhead
+from streamface.engine.sources import SourceError
+from streamface.file_source import content_fingerprint, declared_duration, video_data_end
 from streamface.keyframes import Candidate, KeyframeSelector
 from streamface.store import FaceStore, FrameRecords, validate_stream_name
 
-__all__ = ["CaptureSummary", "StreamCapture", "encode_frame", "store_path"]
+__all__ = ["CaptureSummary", "StreamCapture", "Truncation", "encode_frame", "store_path"]
 
 log = logging.getLogger(__name__)
 
 STORE_NAME = "streamface.zarr"
 IMAGE_FORMATS = ("jpeg", "png")
+#: A file whose video data ends more than this many seconds before the length its
+#: header announces was cut short (packet durations and audio tracks make a complete
+#: file's two ends differ by a frame or two).
+TRUNCATION_TOLERANCE_S = 1.0
 
 
 def store_path(output_dir) -> Path:
@@ -84,13 +90,45 @@ class CaptureSummary:
     replaced: int
     reconnects: int
     seconds: float
+    truncated: Truncation | None = None
+    interrupted: bool = False
 
     def line(self) -> str:
         fps = self.decoded / self.seconds if self.seconds > 0 else 0.0
         return (f"{self.stream}: {self.decoded} frames decoded, {self.kept} keyframes kept "
                 f"(dropped {self.empty} empty, {self.blurred} blurred, {self.similar} similar; "
                 f"{self.replaced} replaced by a sharper twin), "
-                f"{self.reconnects} reconnects, {self.seconds:.1f} s ({fps:.1f} fps) -> {self.store}")
+                f"{self.reconnects} reconnects, {self.seconds:.1f} s ({fps:.1f} fps) -> {self.store}"
+                + self.outcome_note())
+
+    def outcome_note(self) -> str:
+        """``"; interrupted ..."`` or ``"; truncated at ..."`` when the source was not read to its end."""
+        if self.interrupted:
+            return "; interrupted: what was processed is stored, run again to continue"
+        if self.truncated is not None:
+            return f"; {self.truncated.text()}, what decoded is stored"
+        return ""
+
+
+@dataclass(frozen=True)
+class Truncation:
+    """A file whose data ends before the length its header announces.
+
+    Attributes
+    ----------
+    at_s : float
+        Seconds of video the file really holds.
+    declared_s : float or None
+        Seconds its header announces.
+    """
+
+    at_s: float
+    declared_s: float | None = None
+
+    def text(self) -> str:
+        """E.g. ``"truncated at 16.0 s of 55.0 s"``."""
+        of = f" of {self.declared_s:.1f} s" if self.declared_s is not None else ""
+        return f"truncated at {self.at_s:.1f} s{of}"
 
 
 class StreamCapture:
@@ -161,6 +199,13 @@ class StreamCapture:
         self.kernel_threads = kernel_threads
         self.store = store
         self.stop_event = threading.Event()
+        #: While :meth:`call` runs: seconds of a file to read (None: live or unknown), and
+        #: the pts reached (for a progress bar with a total and the time left).
+        self.length_s: float | None = None
+        self.position_s = 0.0
+        # The name becomes paths (the store group, logs/<name>.log, the status file):
+        # checked here, before anything can touch the disk.
+        validate_stream_name(self.name)
 
     def _validate(self) -> None:
         validate_stream_name(self.name)
@@ -191,6 +236,51 @@ class StreamCapture:
                             threads=self.threads,
                             stop_event=self.stop_event if stop_event is None else stop_event)
 
+    def settle_start_time(self, writer, decoder: VideoDecoder) -> None:
+        """Give a local file the capture times it had when its content was first captured
+        into this stream (after a ``touch`` or a copy its own clock would differ), and
+        record its content fingerprint with the times it gets."""
+        if decoder.live or not decoder.source.is_local:
+            return
+        fingerprint = content_fingerprint(decoder.source.location)
+        recorded = writer.source_start_time(fingerprint)
+        if recorded is not None:
+            decoder.start_time_us = recorded
+        else:
+            writer.record_source(fingerprint, decoder.start_time_us,
+                                 file=Path(decoder.source.location).name)
+
+    def truncation(self, decoder: VideoDecoder, last_pts: float | None,
+                   error: SourceError | None = None) -> Truncation | None:
+        """Whether a file ended early: its :class:`Truncation`, or None (read to its end,
+        stopped, bounded, or a live source).
+
+        Parameters
+        ----------
+        decoder : VideoDecoder
+            Done iterating.
+        last_pts : float or None
+            Pts of the last frame it handed out.
+        error : SourceError, optional
+            What the decoder raised; raised again unless it is a file read error.
+        """
+        local = not decoder.live and decoder.source.is_local
+        if error is not None and not local:
+            raise error
+        if not local or self.stop_event.is_set():
+            return None
+        if self.max_frames is not None and decoder.stats.yielded >= self.max_frames:
+            return None
+        start = 0.0 if last_pts is None or last_pts != last_pts else last_pts
+        end = video_data_end(decoder.source.location, start)
+        declared = declared_duration(decoder.source.location)
+        expected = declared if self.duration is None or declared is None else min(declared, self.duration)
+        if error is None and (expected is None or end >= expected - TRUNCATION_TOLERANCE_S):
+            return None
+        log.warning("%s: %s is %s", self.name, decoder.source.original,
+                    Truncation(end, declared).text())
+        return Truncation(end, declared)
+
     def make_selector(self) -> KeyframeSelector:
         """A keyframe selector with this capture's thresholds (the seed's rules)."""
         return KeyframeSelector(self.empty_threshold, self.blur_threshold, self.similarity_threshold,
@@ -220,49 +310,82 @@ class StreamCapture:
             writer = store.writer(self.name, create=True,
                                   aligned_size=None if exists else self.aligned_size,
                                   crop_size=None if exists else self.crop_size, flush_rows=0)
-            Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-            _attach_log_file(Path(self.output_dir) / "logs", self.name)
         except BaseException:
             decoder.close()
             raise
         selector = self.make_selector()
-        with writer:
-            span = writer.capture_time_span()
-            decoder.after_time_us = span[1] if span else None
-            append = on_keyframes or self._append
-            pending: list[Candidate] = []
-            try:
-                # Decoding and the RGB conversion run a few frames ahead of the selection;
-                # the counts are of the frames selected (those decoded ahead when a stop
-                # comes are decoded again by the next run, which starts after the last
-                # stored frame).
-                with ReadAhead(decoder, prepare=DecodedFrame.rgb, name=f"decode-{self.name}") as frames:
-                    for seen, (frame, rgb) in enumerate(frames, 1):
-                        pending += selector.offer(frame, rgb)
-                        if seen % self.batch_size == 0 and pending:
-                            append(writer, pending)
-                            pending = []
-                        if on_frame is not None:
-                            on_frame(replace(decoder.stats, yielded=seen), selector.counts)
-                        if self.log_interval and seen % self.log_interval == 0:
-                            log.info("%s: %d frames, %d keyframes", self.name, seen, selector.counts.kept)
-                        if self.stop_event.is_set():
-                            break  # not the frames already decoded ahead
-                pending += selector.finish()
-                if pending:
-                    append(writer, pending)
-            finally:
-                decoder.close()
-                if on_end is not None:
-                    on_end(writer)
+        truncated = None
+        length = None if decoder.live else decoder.source_duration
+        self.length_s = length if self.duration is None or length is None else min(length, self.duration)
+        self.position_s = 0.0
+        try:
+            with writer:
+                Path(self.output_dir).mkdir(parents=True, exist_ok=True)
+                _attach_log_file(Path(self.output_dir) / "logs", self.name)
+                self.settle_start_time(writer, decoder)
+                span = writer.capture_time_span()
+                decoder.after_time_us = span[1] if span else None
+                append = on_keyframes or self._append
+                pending: list[Candidate] = []
+                last_pts = None
+                try:
+                    # Decoding and the RGB conversion run a few frames ahead of the selection;
+                    # the counts are of the frames selected (those decoded ahead when a stop
+                    # comes are decoded again by the next run, which starts after the last
+                    # stored frame).
+                    try:
+                        with ReadAhead(decoder, prepare=DecodedFrame.rgb,
+                                       name=f"decode-{self.name}") as frames:
+                            for seen, (frame, rgb) in enumerate(frames, 1):
+                                last_pts = frame.pts
+                                if frame.pts == frame.pts:  # not NaN
+                                    self.position_s = frame.pts
+                                pending += selector.offer(frame, rgb)
+                                if seen % self.batch_size == 0 and pending:
+                                    append(writer, pending)
+                                    pending = []
+                                if on_frame is not None:
+                                    on_frame(replace(decoder.stats, yielded=seen), selector.counts)
+                                if self.log_interval and seen % self.log_interval == 0:
+                                    log.info("%s: %d frames, %d keyframes", self.name, seen,
+                                             selector.counts.kept)
+                                if self.stop_event.is_set():
+                                    break  # not the frames already decoded ahead
+                    except SourceError as exc:  # a file cut short: what decoded is kept
+                        truncated = self.truncation(decoder, last_pts, exc)
+                    else:
+                        truncated = self.truncation(decoder, last_pts)
+                    pending += selector.finish()
+                    if pending:
+                        append(writer, pending)
+                finally:
+                    decoder.close()
+                    if on_end is not None:
+                        on_end(writer)
+        except BaseException:
+            if not exists:
+                _remove_if_empty(store, self.name)
+            raise
+        if truncated is not None and not exists:
+            _remove_if_empty(store, self.name)
         c = selector.counts
         return CaptureSummary(self.name, str(store.location), c.seen, c.kept, c.empty,
                               c.blurred, c.similar - c.replaced, c.replaced,
-                              decoder.stats.reconnects, time.monotonic() - started)
+                              decoder.stats.reconnects, time.monotonic() - started,
+                              truncated=truncated, interrupted=self.stop_event.is_set())
 
     def _append(self, writer, kept: list[Candidate]) -> None:
         writer.append(frame_records(kept, self.image_format, self.jpeg_quality))
         writer.flush()
+
+
+def _remove_if_empty(store: FaceStore, name: str) -> None:
+    """A failed capture leaves no empty stream behind (a stream that held data before stays)."""
+    try:
+        if store.remove_empty_stream(name):
+            log.info("%s: removed the stream, which holds nothing", name)
+    except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
+        log.warning("%s: could not remove the empty stream: %s", name, exc)
 
 
 def _attach_log_file(folder: Path, name: str) -> None:

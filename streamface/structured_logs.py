@@ -150,14 +150,19 @@ def configure_logging(config: LogConfig, *, default_dir: str | os.PathLike | Non
     default_dir : path, optional
         Folder used when ``config.log_dir`` is None (the CLI passes ``<store's parent>/logs``).
     streams : sequence of str, default ()
-        Also write ``<dir>/<stream>.log`` with that stream's events only.
+        Also write ``<dir>/<stream>.log`` with that stream's events only; each must be a
+        valid stream name (:func:`~streamface.store.names.validate_stream_name`).
 
     Returns
     -------
     list of Path
         The log files (empty when logging to stderr).
     """
+    from streamface.store.names import validate_stream_name
+
     config = config.validate()
+    for stream in streams:
+        validate_stream_name(stream)  # <stream>.log: a name that is not one never becomes a path
     logger = logging.getLogger(ROOT_LOGGER)
     close_logging()
     formatter = JsonLineFormatter() if config.json else _TextFormatter(_TEXT_FORMAT)

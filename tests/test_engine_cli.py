@@ -52,9 +52,10 @@ def test_verify_reports_a_damaged_model(fresh_home):
     assert "FAIL yunet:" in result.output and "streamface models prepare yunet" in result.output
 
 
-def test_verify_with_nothing_prepared(tmp_path):
+def test_verify_with_nothing_prepared_prepares_what_is_installable_first(tmp_path):
     result = CliRunner().invoke(main, ["models", "--home", str(tmp_path), "verify"])
-    assert result.exit_code == 1 and "no model is prepared yet" in result.output
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("prepared yunet: ") and "ok   sface: sha256 " in result.output
 
 
 def test_fetching_a_user_file_model_says_how_to_supply_it(tmp_path):

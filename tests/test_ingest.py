@@ -171,8 +171,8 @@ def test_sigint_commits_then_ingest_again_resumes_without_duplicates(clip, model
         time.sleep(0.02)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 0, err
-    assert len(out.strip().splitlines()) == 3
+    assert proc.returncode == 130, err  # 128 + SIGINT: interrupted, not finished
+    assert len(out.strip().splitlines()) == 3 and out.strip().splitlines()[-1].startswith("interrupted: ")
     stopped = FaceStore.open(store, mode="r")
     for name in ("a", "b"):
         stream = stopped.stream(name)

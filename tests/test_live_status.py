@@ -44,7 +44,8 @@ def test_a_running_ingest_shows_its_live_counters(store):
     lines = result.output.splitlines()
     assert lines[0] == f"{store}: 2 streams"
     news = next(line.split() for line in lines if line.startswith("news "))
-    assert news[1] == "running" and news[6:11] == ["500", "40", "73", "1", "460"]
+    # "dropped": kept frames lost because inference was behind, not the selection's rejects.
+    assert news[1] == "running" and news[6:11] == ["500", "40", "73", "1", "0"]
     assert as_json.exit_code == 0
     reports = {r["stream"]: r for r in json.loads(as_json.output)}
     assert reports["news"]["state"] == "running" and reports["news"]["counters"]["faces"] == 73
@@ -91,11 +92,39 @@ def test_a_snapshot_older_than_stale_after_reads_as_stale(store):
     assert fresh.exit_code == 0 and {r["state"] for r in json.loads(fresh.output)} == {"running"}
 
 
-def test_a_clean_end_reads_as_finished(store):
+def test_a_clean_end_reads_as_finished_and_exits_0(store):
     with StatusWriter(store, busy_telemetry(), interval=60):
         pass
     assert {r.state for r in read_status(store)} == {"finished"}
-    assert CliRunner().invoke(cli, ["status", str(store)]).exit_code == 3
+    assert CliRunner().invoke(cli, ["status", str(store)]).exit_code == 0
+
+
+@pytest.mark.parametrize("outcome,note", [("interrupted", "interrupted by SIGINT"),
+                                          ("truncated", "truncated at 16.0 s of 55.0 s"),
+                                          ("failed", "clip.mp4: read error")])
+def test_an_end_that_is_not_clean_reads_as_its_outcome_with_its_note_and_exits_3(store, outcome, note):
+    writer = StatusWriter(store, busy_telemetry(), interval=60).start()
+    writer.close({"news": (outcome, note)})
+    result = CliRunner().invoke(cli, ["status", str(store)])
+    assert result.exit_code == 3, result.output
+    news = next(line for line in result.output.splitlines() if line.startswith("news "))
+    assert news.split()[1] == outcome and news.endswith(note)
+    sport = next(line for line in result.output.splitlines() if line.startswith("sport "))
+    assert sport.split()[1] == "finished"
+
+
+def test_an_unknown_outcome_is_refused(store):
+    writer = StatusWriter(store, busy_telemetry(), interval=60).start()
+    with pytest.raises(ValueError, match="outcome must be one of"):
+        writer.close({"news": ("done", "")})
+
+
+def test_a_stream_name_that_is_not_one_never_becomes_a_status_file(store):
+    telemetry = Telemetry()
+    telemetry.stream("../../evil").update(1, 1, 0)
+    with pytest.raises(ValueError, match="invalid stream name"):
+        StatusWriter(store, telemetry, interval=60).start()
+    assert not (store.parent.parent / "evil.json").exists() and not list(store.parent.parent.glob("*.json"))
 
 
 def test_a_store_without_status_is_not_running(store):
@@ -185,7 +214,8 @@ def test_a_real_capture_reports_its_summary_counts_through_status_and_metrics(tm
     assert live.state == "running" and live.snapshot["pid"] == os.getpid()
     assert (counters["frames_decoded"], counters["keyframes"]) == (summary.decoded, summary.kept)
     assert summary.decoded > 0 and summary.kept > 0
-    assert sum(counters["dropped"].values()) == summary.empty + summary.blurred + summary.similar
+    assert (counters["dropped"]["empty"], counters["dropped"]["blurred"], counters["dropped"]["similar"]) == (
+        summary.empty, summary.blurred, summary.similar)
     assert scraped[("streamface_keyframes_total", (("stream", "hamilton"),))] == summary.kept
     assert scraped[("streamface_store_bytes", (("store", str(store)),))] == FaceStore.open(store).nbytes() > 0
     assert [r.state for r in read_status(store)] == ["finished"]
@@ -203,7 +233,7 @@ def test_a_rotated_stores_name_finds_the_status_of_its_rotating_ingest(tmp_path)
     assert {r["store"] for r in reports} == {str(tmp_path / "news.zarr")}
 
 
-def test_a_new_ingest_clears_the_snapshots_of_ended_ones_but_not_of_live_ones(store):
+def test_every_run_into_a_store_stays_listed_with_how_it_ended(store):
     old = Telemetry()
     old.stream("gone").update(5, 1, 0)
     StatusWriter(store, old, interval=60).start().close()  # finished
@@ -211,6 +241,8 @@ def test_a_new_ingest_clears_the_snapshots_of_ended_ones_but_not_of_live_ones(st
     try:
         with StatusWriter(store, Telemetry(), interval=60):
             pass
-        assert sorted(r.stream for r in read_status(store)) == ["news", "sport"]
+        states = {r.stream: r.state for r in read_status(store)}
+        assert states == {"gone": "finished", "news": "running", "sport": "running"}
+        assert CliRunner().invoke(cli, ["status", str(store)]).exit_code == 0
     finally:
         live.close()

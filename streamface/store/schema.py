@@ -4,7 +4,8 @@ Layout of a store (Zarr v3)::
 
     <store>/zarr.json                       root group; attrs: streamface_store_version, created
     <store>/<stream>/zarr.json              stream group; attrs: streamface_stream (config),
-                                            streamface_commit (committed row counters)
+                                            streamface_commit (committed row counters),
+                                            streamface_sources (files captured, optional)
     <store>/<stream>/writer.lock            local stores: fcntl lock file (holder as JSON)
     <store>/<stream>/writer.lease           fsspec stores: lease object (holder as JSON)
     <store>/<stream>/frames/<column>        time_us, pts, source_index, width, height, blur,
@@ -45,6 +46,10 @@ VERSION_ATTR = "streamface_store_version"
 STREAM_ATTR = "streamface_stream"
 #: Stream group attribute holding the committed row counters.
 COMMIT_ATTR = "streamface_commit"
+#: Stream group attribute: ``{content fingerprint: {"start_time_us": int, "file": str}}`` of
+#: the files captured into the stream (optional: stores written before it lack it, and
+#: readers that do not know it ignore it).
+SOURCES_ATTR = "streamface_sources"
 
 #: Label of a face that clustering has not labelled (yet); -1 is clustering's "noise".
 UNSET_LABEL = -2
@@ -112,10 +117,11 @@ class ColumnSpec:
         Rows per chunk along axis 0 (other axes are one chunk).
     fill_value : int or float
         What unwritten cells read as.
-    codec : {"image", "numeric", "raw"}
+    codec : {"image", "numeric", "bytes", "raw"}
         Compression family: ``image`` = Blosc/zstd level 1 with bit shuffle (uint8
-        pixels), ``numeric`` = Blosc/zstd level 3 with byte shuffle, ``raw`` = none
-        (already-compressed bytes).
+        pixels), ``numeric`` = Blosc/zstd level 3 with byte shuffle, ``bytes`` =
+        Blosc/lz4 level 1 without shuffle (encoded images: a chunk's unwritten tail
+        costs nothing), ``raw`` = none.
     """
 
     path: str
@@ -152,8 +158,10 @@ def frame_columns() -> dict[str, ColumnSpec]:
 def image_columns() -> dict[str, ColumnSpec]:
     """The optional kept-frame images: a byte heap and each frame's (offset, length) in it."""
     return {
-        # ~4 MiB chunks of encoded (already compressed) JPEG/PNG bytes.
-        "image_bytes": _col(IMAGE_BYTES, np.uint8, chunk_rows=1 << 22, codec="raw"),
+        # ~4 MiB chunks of encoded (already compressed) JPEG/PNG bytes; the "bytes" codec
+        # keeps a chunk's unwritten tail off the disk (stores made before it have "raw"
+        # chunks, read and appended the same way: each array's codecs are in its metadata).
+        "image_bytes": _col(IMAGE_BYTES, np.uint8, chunk_rows=1 << 22, codec="bytes"),
         "image_span": _col(IMAGE_SPAN, np.int64, (2,), fill_value=-1),
     }
 

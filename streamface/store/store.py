@@ -364,6 +364,37 @@ class FaceStore:
             lock.release()
             raise
 
+    def remove_empty_stream(self, name: str) -> bool:
+        """Remove stream ``name`` if it holds no frame and no face (what a run that
+        failed before committing anything leaves); a stream with data is kept.
+
+        Returns
+        -------
+        bool
+            Whether the stream was removed.
+
+        Raises
+        ------
+        StoreLockedError
+            Another writer holds the stream.
+        """
+        self._require_writable(f"remove stream {name!r}")
+        validate_stream_name(name)
+        if name not in self.streams:
+            return False
+        lock = self._lock(name, force=False, ttl=300.0)
+        lock.acquire()
+        try:
+            stream = self.stream(name)
+            if stream.num_frames or stream.num_faces:
+                return False
+            del self._root[name]
+            if self._location.local is not None:  # the lock file is no Zarr key
+                shutil.rmtree(self._location.local / name, ignore_errors=True)
+            return True
+        finally:
+            lock.release()
+
     def _lock(self, name: str, *, force: bool, ttl: float) -> WriterLock:
         if self._location.local is not None and fcntl is not None:
             return FileLock(self._location.local / name / LOCK_FILE, name)

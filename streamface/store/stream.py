@@ -53,6 +53,7 @@ from streamface.store.schema import (
     INDEX_LABEL,
     LABEL,
     LABEL_KINDS,
+    SOURCES_ATTR,
     STREAM_ATTR,
     UNSET_LABEL,
     ColumnSpec,
@@ -233,6 +234,13 @@ class Stream:
     def has_images(self) -> bool:
         """Whether any frame image bytes were committed."""
         return self._state.image_bytes > 0
+
+    def source_start_time(self, fingerprint: str) -> int | None:
+        """Capture time (µs since the epoch) given to pts 0 of the file whose content
+        fingerprint is ``fingerprint`` when it was first captured into this stream; None
+        when no such file was (see :meth:`StreamWriter.record_source`)."""
+        entry = dict(self._group.attrs).get(SOURCES_ATTR, {}).get(fingerprint)
+        return None if entry is None else int(entry["start_time_us"])
 
     # ---- reading --------------------------------------------------------------------------------
 
@@ -474,6 +482,25 @@ class StreamWriter(Stream):
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError(f"writer of {self._where} is closed")
+
+    def record_source(self, fingerprint: str, start_time_us: int, *, file: str = "") -> None:
+        """Record that the file of content ``fingerprint`` is captured with pts 0 at
+        ``start_time_us``, so that the same content captured again gets the same times.
+
+        Parameters
+        ----------
+        fingerprint : str
+            E.g. :func:`streamface.file_source.content_fingerprint`.
+        start_time_us : int
+            Capture time of pts 0, µs since the epoch.
+        file : str, default ""
+            The file's name, for people reading the store.
+        """
+        self._check_open()
+        self._lock.check()
+        sources = dict(dict(self._group.attrs).get(SOURCES_ATTR, {}))
+        sources[str(fingerprint)] = {"start_time_us": int(start_time_us), "file": str(file)}
+        self._group.update_attributes({SOURCES_ATTR: sources})
 
     def _commit(self, state: CommitState) -> None:
         self._lock.check()
