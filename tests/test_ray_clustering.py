@@ -61,7 +61,8 @@ def test_cli_cluster_ray_writes_the_same_labels(pool, faces, tmp_path):
     plain = runner.invoke(cli, ["cluster", features, "--batch-size", "300"])
     assert plain.exit_code == 0, plain.output
     expected = FaceStore.open(tmp_path / "s.zarr").stream("cam").read_labels()
-    on_ray = runner.invoke(cli, ["cluster", features, "--batch-size", "300", "--ray"])
+    # --full: the first run recorded its identities, and a second would only add new faces (none).
+    on_ray = runner.invoke(cli, ["cluster", features, "--batch-size", "300", "--ray", "--full"])
     assert on_ray.exit_code == 0, on_ray.output
     assert np.array_equal(FaceStore.open(tmp_path / "s.zarr").stream("cam").read_labels(), expected)
     assert ray.is_initialized()  # a pool never shuts down an instance it did not start
