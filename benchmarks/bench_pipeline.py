@@ -34,7 +34,12 @@ Cases (medians of ``--repeat`` runs):
   ``process_photos`` side by side: detector calls, frames detected and seconds (the
   extra pass must cost nothing there); on ``identities/johns`` (close crops) the cost
   where it does run. Video extraction (``run``, ``ingest``, ``extract`` of a store)
-  never calls ``process_photos``.
+  never calls ``process_photos``;
+* the CPU budget (``--cpu-budget``, or alone with ``--cpu-budget-only``):
+  ``cpu_ms_per_kept_keyframe``, the CPU ms per kept keyframe outside decode and model
+  inference, and its parts (selection, crops/alignment, frame encoding, store writes,
+  other), with ``--baseline REF`` side by side with that git ref built beside this tree,
+  in interleaved rounds of fresh subprocesses (``cpu_per_keyframe.py``).
 
 Models come from the user's cache (``STREAMFACE_HOME``), prepared on first use.
 """
@@ -377,6 +382,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--photo-pass-only", action="store_true", help="only that comparison")
     parser.add_argument("--crops", type=Path, default=DEFAULT_CLIP.parents[1] / "identities" / "johns",
                         help="folder of close face crops for the photo pass")
+    parser.add_argument("--cpu-budget", action="store_true",
+                        help="also report CPU ms per kept keyframe outside decode and inference")
+    parser.add_argument("--cpu-budget-only", action="store_true", help="only that figure")
+    parser.add_argument("--baseline", default=None, metavar="REF",
+                        help="git ref whose tree the CPU budget is compared with, side by side")
     parser.add_argument("--ingest-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.clip.is_file():
@@ -387,6 +397,17 @@ def main(argv: list[str] | None = None) -> dict:
 
     result = {"benchmark": "pipeline", "clip": str(args.clip), "hardware": hardware(), "decode": {},
               "pipeline": {}}
+    if args.cpu_budget or args.cpu_budget_only:
+        from cpu_per_keyframe import compare, print_comparison  # type: ignore[import-not-found]
+
+        result["cpu_budget"] = compare(args.clip, args.baseline, args.repeat)
+        result["cpu_ms_per_kept_keyframe"] = result["cpu_budget"]["cpu_ms_per_kept_keyframe"]
+    if args.cpu_budget_only:
+        print(f"clip {args.clip.name}; {result['hardware'].get('cpu')}")
+        print_comparison(result["cpu_budget"])
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2))
+        return result
     if args.photo_pass or args.photo_pass_only:
         result["photo_pass"] = photo_pass(args.clip, args.crops, args.repeat)
     if args.photo_pass_only:
@@ -479,6 +500,8 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"{label:<14}{r['frames']:>7}{r['faces']:>6}{r['seconds']:>8.2f}{r['fps']:>7.1f}"
                   f"{r['faces_per_s']:>8.1f}{r['latency_s']:>8.2f}{r['latency_max_s']:>6.2f}"
                   f"{r['peak_rss_mib']:>8.0f}{r.get('rss_per_extra_stream_mib', float('nan')):>9.0f}{eff}")
+    if "cpu_budget" in result:
+        print_comparison(result["cpu_budget"])
     if "photo_pass" in result:
         print_photo_pass(result["photo_pass"])
     if args.json:
