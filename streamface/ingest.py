@@ -73,6 +73,8 @@ class StreamCounters:
         Reopenings of the source.
     dropped : int
         Kept frames of a live source dropped because inference was behind.
+    empty, blurred, similar : int
+        Decoded frames keyframe selection passed over (as ``streamface run`` counts them).
     latency_s, latency_max_s : float
         Mean and largest seconds from a kept frame's decoding to its commit.
     error : str or None
@@ -91,6 +93,9 @@ class StreamCounters:
     faces: int = 0
     reconnects: int = 0
     dropped: int = 0
+    empty: int = 0
+    blurred: int = 0
+    similar: int = 0
     latency_s: float = 0.0
     latency_max_s: float = 0.0
     error: str | None = None
@@ -613,6 +618,7 @@ class Ingest:
                         self._send(work, kept)
                     counters.frames = decoder.stats.yielded
                     counters.reconnects = decoder.stats.reconnects
+                    self._count_selection(counters, selector.counts)
             except SourceError as exc:  # a file cut short: what decoded is kept
                 truncated = c.truncation(decoder, last_pts, exc)
             else:
@@ -629,7 +635,13 @@ class Ingest:
             if selector is not None and self._fatal is None:
                 for kept in selector.finish():  # the frame held back for a sharper twin
                     self._send(work, kept)
+                self._count_selection(counters, selector.counts)
             self._end(work)
+
+    @staticmethod
+    def _count_selection(counters: StreamCounters, counts) -> None:
+        counters.empty, counters.blurred = counts.empty, counts.blurred
+        counters.similar = max(0, counts.similar - counts.replaced)
 
     def _open_stream(self, work: _StreamWork, live: bool, decoder=None) -> int | None:
         """Open the stream's group; the capture time its frames must come after (None: any).

@@ -284,11 +284,14 @@ class Telemetry:
         counters : iterable
             Objects with ``name, frames, keyframes, faces, reconnects, dropped`` running
             totals (:class:`streamface.ingest.StreamCounters`); ``dropped`` counts as
-            ``reason="queue_full"`` (kept frames dropped while inference was behind).
+            ``reason="queue_full"`` (kept frames dropped while inference was behind), and
+            ``empty``, ``blurred``, ``similar`` where they have them (the frames keyframe
+            selection passed over, as ``streamface run`` reports them).
         """
         for c in counters:
             self.stream(c.name).update(c.frames, c.keyframes, c.faces, c.reconnects,
-                                       queue_full=getattr(c, "dropped", 0))
+                                       queue_full=getattr(c, "dropped", 0), empty=getattr(c, "empty", 0),
+                                       blurred=getattr(c, "blurred", 0), similar=getattr(c, "similar", 0))
 
     def watch_store(self, location) -> None:
         """Export ``streamface_store_bytes{store=location}`` (a local path or fsspec URL)."""

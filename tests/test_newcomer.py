@@ -260,12 +260,14 @@ def test_a_failure_is_written_to_the_streams_log_file(model_home, tmp_path):  # 
 
 # ---- 7. status: every run listed, the same "dropped", a final snapshot that is final ----------------
 
-def test_status_lists_every_run_into_a_store_with_the_stored_counts_and_exits_0(hamilton, model_home,
+def test_status_lists_every_run_into_a_store_with_the_stored_counts_and_exits_0(clip, model_home,
                                                                                 tmp_path):  # noqa: F811
     store = tmp_path / "s.zarr"
+    bounds = ["--sample-fps", "2", "--duration", "12"]  # 24 frames: some empty, blurred or similar
     for name in ("a", "b", "c"):
-        assert _invoke("run", hamilton, "--store", store, "--name", name, "--no-progress").exit_code == 0
-    ingest = _invoke("ingest", "--source", f"d={hamilton}", "--store", store, "--no-progress")
+        ran = _invoke("run", clip, "--store", store, "--name", name, *bounds, "--no-progress")
+        assert ran.exit_code == 0, ran.output
+    ingest = _invoke("ingest", "--source", f"d={clip}", "--store", store, *bounds, "--no-progress")
     assert ingest.exit_code == 0, ingest.output
     result = _invoke("status", store, "--json")
     assert result.exit_code == 0, result.output
@@ -276,6 +278,9 @@ def test_status_lists_every_run_into_a_store_with_the_stored_counts_and_exits_0(
         assert report["state"] == "finished" and report["outcome"] == "finished"
         assert report["counters"]["faces"] == opened.stream(name).num_faces > 0
         assert report["counters"]["keyframes"] == opened.stream(name).num_frames
+    # The same clip through run (a, b, c) and ingest (d): the same reasons, the same counts.
+    assert len({json.dumps(r["counters"]["dropped"], sort_keys=True) for r in reports.values()}) == 1
+    assert sum(reports["d"]["counters"]["dropped"].values()) > 0
     table = _invoke("status", store).output.splitlines()
     dropped = table[1].split().index("dropped")
     assert {line.split()[dropped] for line in table[2:]} == {"0"}  # run and ingest count it alike
