@@ -444,7 +444,10 @@ class FaceExtraction:
                 raise StoreError(f"stream {name!r} holds {writer.num_frames} frames but a list of "
                                  f"{len(known)} photos; import this folder into a new stream (--stream)")
             seen = set(known)
-            todo = [p for p in photo_files(root) if p.relative_to(root).as_posix() not in seen]
+            # Not the seed folders an export of this stage wrote beside the photos.
+            out = Path(self.output_dir) if self.output_dir is not None else None
+            exported = [out / d for d in ("frames", "faces", "aligned_faces", "labeled_faces")] if out else []
+            todo = [p for p in photo_files(root, skip=exported) if p.relative_to(root).as_posix() not in seen]
             for start in range(0, len(todo), 64):
                 chunk, blobs, sizes = [], [], []
                 for path in todo[start:start + 64]:

@@ -53,10 +53,17 @@ class PhotoError(ValueError):
     """A file that is not a usable photo; the message names the file and why."""
 
 
-def photo_files(root: str | os.PathLike) -> list[Path]:
+def photo_files(root: str | os.PathLike, skip=()) -> list[Path]:
     """The photo files under ``root`` (nested folders included), in path order.
 
-    Hidden files and folders (a leading ``.``) are skipped.
+    Hidden files and folders (a leading ``.``) are skipped, and so are Zarr stores
+    (``*.zarr``) and the folders in ``skip``.
+
+    Parameters
+    ----------
+    root : path
+    skip : iterable of path, default ()
+        Folders not to look into (e.g. what an export wrote beside the photos).
 
     Raises
     ------
@@ -66,9 +73,11 @@ def photo_files(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder of photos")
+    skipped = {Path(p).resolve() for p in skip}
     found = []
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not d.endswith(".zarr")
+                         and (Path(folder) / d).resolve() not in skipped)
         found += [Path(folder) / f for f in files
                   if not f.startswith(".") and f.lower().endswith(PHOTO_SUFFIXES)]
     return sorted(found, key=lambda p: p.relative_to(root).parts)

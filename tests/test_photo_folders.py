@@ -370,3 +370,17 @@ def test_index_query_takes_a_face_crop(shared_data, tmp_path, model_home):  # no
     Image.fromarray(np.full((120, 100, 3), 128, np.uint8)).save(blank)
     out = CliRunner().invoke(main, ["index", "query", "--store", str(store), "--image", str(blank)])
     assert out.exit_code == 0 and "took the whole image as the face" in out.output
+
+
+def test_a_second_run_imports_neither_old_photos_nor_its_own_export(shared_data, tmp_path, model_home):  # noqa: F811
+    src = tmp_path / "photos"
+    src.mkdir()
+    for path in sorted((_identities(shared_data, "johns") / "John_Simm").glob("*.jpg"))[:3]:
+        shutil.copy(path, src / path.name)
+    out = src / "out"  # the export (frames/, faces/, aligned_faces/) and the store inside the photo folder
+    first = FaceExtraction(src, out).call()
+    assert first.photos == 3 and len(list((out / "faces").iterdir())) == 3
+    shutil.copy(src / sorted(os.listdir(src))[0], src / "new.jpg")
+    again = FaceExtraction(src, out).call()
+    stream = FaceStore.open(out / "streamface.zarr").stream("photos")
+    assert again.photos == 1 and stream.num_frames == 4 and stream.attribute_classes(PHOTO_ATTR)[-1] == "new.jpg"
