@@ -9,8 +9,8 @@ labels (-1 for internal nodes) and one child-index list per node grown by
 doubling. There is no Python object per node; inserts and searches run without
 the GIL, and batched search spreads queries over OpenMP threads.
 
-Node 0 is the root (internal, never an end node). The algorithm and its choices
-are documented in ``streamface.hri``; this file implements exactly that reading.
+Node 0 is the root (internal, never an end node). The insert rules and their
+choices are documented in ``streamface.hri``; this file implements exactly those.
 """
 
 from cython.parallel cimport prange
@@ -18,7 +18,7 @@ from libc.math cimport INFINITY, sqrt
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc, realloc
 from posix.stdlib cimport posix_memalign
-from libc.string cimport memcpy
+from libc.string cimport memcpy, memmove
 from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import numpy as np
@@ -41,6 +41,7 @@ cdef enum:
     # Insert rules (``streamface.hri.MODES``).
     MODE_BALANCED = 0
     MODE_GREEDY = 1
+    MODE_ORIGINAL = 2
 
 
 def default_threads():
@@ -163,6 +164,7 @@ cdef class HRICore:
     cdef readonly int64_t capacity
     cdef double* values
     cdef double* norms
+    cdef double* sums
     cdef int64_t* counts
     cdef int64_t* parents
     cdef int64_t* labels
@@ -204,6 +206,7 @@ cdef class HRICore:
         self.n_labels = 0
         self.capacity = 0
         self.values = NULL
+        self.sums = NULL
         self.norms = NULL
         self.counts = NULL
         self.parents = NULL
@@ -222,6 +225,7 @@ cdef class HRICore:
                 free(self.children[i])
         free(self.values)
         free(self.norms)
+        free(self.sums)
         free(self.counts)
         free(self.parents)
         free(self.labels)
@@ -287,6 +291,12 @@ cdef class HRICore:
         if p == NULL:
             raise MemoryError("HRI: cannot grow child capacities")
         self.child_capacity = <int64_t*>p
+        if self.mode == MODE_ORIGINAL:
+            # The original's end-node values are the sums of their vectors over the count.
+            p = realloc(self.sums, cap * self.dim * sizeof(double))
+            if p == NULL:
+                raise MemoryError("HRI: cannot grow end-node sums")
+            self.sums = <double*>p
         self.capacity = cap
 
     cdef int64_t new_node(self, const double* value, int64_t count, int64_t parent,
@@ -760,6 +770,136 @@ cdef class HRICore:
             j -= 1
         nodes[0] = g
         dists[0] = d
+
+    # ------------------------------------------------------------------
+    # The original code's insert (mode "original"), one step at a time from Python
+
+    def descend_one(self, const double[::1] x, double xnorm):
+        """Greedy descent of one vector: (end node, distance); (-1, inf) on an empty tree."""
+        cdef double d = INFINITY
+        if self.n_children[0] == 0:
+            return -1, d
+        return self.descend(&x[0], xnorm, &d), d
+
+    def parent_of(self, int64_t node):
+        return self.parents[node]
+
+    def child_values(self, int64_t node):
+        """Values (float64, (children, dim)) of ``node``'s children, in child order."""
+        out = np.empty((self.n_children[node], self.dim), dtype=np.float64)
+        cdef double[:, ::1] o = out
+        cdef int64_t i
+        for i in range(self.n_children[node]):
+            memcpy(&o[i, 0], self.values + self.children[node][i] * self.dim,
+                   self.dim * sizeof(double))
+        return out
+
+    def node_value(self, int64_t node):
+        out = np.empty(self.dim, dtype=np.float64)
+        cdef double[::1] o = out
+        memcpy(&o[0], self.values + node * self.dim, self.dim * sizeof(double))
+        return out
+
+    def place_original(self, const double[::1] x, int64_t e, int action):
+        """Insert ``x`` as the original code does after its search found end node ``e``:
+        ``action`` 0 joins ``e``, 1 appends a new end node to ``e``'s parent, 2 pairs it
+        with ``e`` under a new internal node appended to that parent (children: the new
+        end node, then ``e``); ``e = -1``: the first vector. Values are then recomputed
+        from the children up to the root, as the original does. Returns the label, -1
+        when out of memory."""
+        cdef int64_t n, p, inner, i, label
+        self.reserve(self.n_nodes + 2)
+        if e < 0:
+            label = self.insert_first(&x[0])
+            if label >= 0:
+                memcpy(self.sums + self.label_node[label] * self.dim, &x[0],
+                       self.dim * sizeof(double))
+            return label
+        if action == 0:
+            for i in range(self.dim):
+                self.sums[e * self.dim + i] += x[i]
+            self.counts[e] += 1
+            self.recompute_up(e)
+            return self.labels[e]
+        p = self.parents[e]
+        label = self.n_labels
+        if action == 1:
+            if self.grow_children(p) < 0:
+                return -1
+            n = self.new_node(&x[0], 1, p, label)
+            if n < 0:
+                return -1
+            self.add_child(p, n)
+        else:
+            if self.grow_children(p) < 0:
+                return -1
+            inner = self.new_node(NULL, 0, p, -1)
+            if inner < 0:
+                return -1
+            n = self.new_node(&x[0], 1, inner, label)
+            if n < 0:
+                return -1
+            if self.grow_children(inner) < 0:
+                return -1
+            self.add_child(inner, n)
+            # e leaves p's child list (the others keep their order) for the new node's.
+            for i in range(self.n_children[p]):
+                if self.children[p][i] == e:
+                    memmove(self.children[p] + i, self.children[p] + i + 1,
+                            (self.n_children[p] - i - 1) * sizeof(int64_t))
+                    self.n_children[p] -= 1
+                    break
+            self.add_child(p, inner)
+            self.add_child(inner, e)
+        memcpy(self.sums + n * self.dim, &x[0], self.dim * sizeof(double))
+        self.n_labels += 1
+        self.recompute_up(self.parents[n])
+        return label
+
+    cdef void recompute_up(self, int64_t node) noexcept nogil:
+        """The original's value update from ``node`` to the root: an end node's value is
+        the sum of its vectors over their count; an internal node's, the sum of
+        ``value * count`` over its children in child order, over their total."""
+        cdef int64_t i, j, c, total
+        cdef double* v
+        cdef const double* cv
+        while node >= 0:
+            v = self.values + node * self.dim
+            if self.labels[node] >= 0:
+                for j in range(self.dim):
+                    v[j] = self.sums[node * self.dim + j] / <double>self.counts[node]
+            else:
+                total = 0
+                for i in range(self.n_children[node]):
+                    c = self.children[node][i]
+                    cv = self.values + c * self.dim
+                    total += self.counts[c]
+                    if i == 0:
+                        for j in range(self.dim):
+                            v[j] = cv[j] * <double>self.counts[c]
+                    else:
+                        for j in range(self.dim):
+                            v[j] = v[j] + cv[j] * <double>self.counts[c]
+                for j in range(self.dim):
+                    v[j] = v[j] / <double>total
+                self.counts[node] = total
+            self.norms[node] = vector_norm(v, self.dim)
+            node = self.parents[node]
+
+    def export_sums(self):
+        """The end nodes' sums (mode "original"), (nodes, dim), zero elsewhere."""
+        out = np.zeros((self.n_nodes, self.dim), dtype=np.float64)
+        cdef double[:, ::1] o = out
+        cdef int64_t i
+        for i in range(self.n_nodes):
+            if self.labels[i] >= 0:
+                memcpy(&o[i, 0], self.sums + i * self.dim, self.dim * sizeof(double))
+        return out
+
+    def restore_sums(self, const double[:, ::1] sums):
+        cdef int64_t i
+        for i in range(self.n_nodes):
+            memcpy(self.sums + i * self.dim, &sums[i, 0], self.dim * sizeof(double))
 
     # ------------------------------------------------------------------
     # Inspection and persistence

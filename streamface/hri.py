@@ -6,7 +6,27 @@ per identity (a cluster of inserted vectors with one label). The tree lives in
 flat C arrays (``streamface.kernels._hri``); this module checks arguments,
 serialises access, and saves/loads the tree.
 
-The algorithm, with the choices the seed's description leaves open:
+Insert rules (``mode=``; docs/hri.md has their labels measured against the original
+code and against exact online nearest-centroid search):
+
+``'balanced'`` (the default)
+    Search with a beam of width ``beam`` (16): at each level the beam's internal nodes
+    are replaced by their children and the ``beam`` nearest candidates kept, until only
+    end nodes remain; the nearest is the found end node ``e`` at distance ``d``. If
+    ``d <= threshold``, ``x`` joins ``e``; otherwise ``x`` becomes a new end node beside
+    ``e`` (a child of ``e``'s parent). A node left with more than ``max_children`` (32)
+    children is split in two by 2-means on their values (each half at least a quarter;
+    the root splits into two new children), and the check moves to its parent: a
+    B-tree-like tree with every end node at one depth. Values and counts are updated
+    as in step 4 below; split halves are recomputed from their children.
+``'greedy'``
+    The seed reading, below.
+``'original'``
+    The original code's labels: ``'greedy'`` with its values (recomputed from the
+    children) and its test for a node's distance to itself (see
+    :class:`HierarchicalRetrievalIndex`).
+
+The greedy rule, with the choices the seed's description leaves open:
 
 Search
     Start at the root and repeatedly move to the child whose value is closest to
@@ -32,11 +52,9 @@ Distances
     an exactly cancelling mean can have); ``'euclidean'``: ``|a - b|``. Values are
     float64; inputs are converted to float64.
 
-``search_batch(..., k)`` returns ``k`` end nodes: first always the greedy search's
+``search_batch(..., k)`` returns ``k`` end nodes: first always the insert's search
 answer (the label an insert would join), then the other end nodes found by a beam
-of width ``k`` (at each level the beam's internal nodes are replaced by their
-children and the ``k`` closest candidates are kept, until the beam holds only end
-nodes), nearest first.
+of width ``max(k, beam)``, nearest first.
 
 >>> import numpy as np
 >>> index = HierarchicalRetrievalIndex(threshold=0.5, metric="euclidean")
@@ -51,6 +69,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import zipfile
 from pathlib import Path
 
@@ -74,12 +93,13 @@ __all__ = [
 #: Metric names accepted by ``metric=``, mapped to the core's codes.
 METRICS = {"cosine": 0, "euclidean": 1}
 #: Insert rules accepted by ``mode=``, mapped to the core's codes (see the module docstring).
-MODES = {"balanced": 0, "greedy": 1}
+MODES = {"balanced": 0, "greedy": 1, "original": 2}
 #: Defaults of ``beam`` and ``max_children`` per mode. Measured on generated identity
 #: streams (docs/hri.md): with a beam of 16 over nodes of at most 32 children the labels
 #: equal exact online nearest-centroid search on all five test streams.
 MODE_DEFAULTS = {"balanced": {"beam": 16, "max_children": 32},
-                 "greedy": {"beam": 1, "max_children": 0}}
+                 "greedy": {"beam": 1, "max_children": 0},
+                 "original": {"beam": 1, "max_children": 0}}
 #: Written into every saved index; bump when the layout changes.
 FORMAT_VERSION = 1
 
@@ -111,6 +131,8 @@ def _check_mode(mode, beam, max_children) -> tuple[int, int, int]:
     max_children = defaults["max_children"] if max_children is None else max_children
     if isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) or not 1 <= beam <= 4096:
         raise HRIError(f"beam must be an int in [1, 4096], got {beam!r}")
+    if mode == "original" and beam != 1:
+        raise HRIError(f"mode 'original' descends greedily (beam 1), got beam={beam!r}")
     if mode == "balanced" and (isinstance(max_children, bool)
                                or not isinstance(max_children, (int, np.integer))
                                or not 8 <= max_children <= 4096):
@@ -146,6 +168,11 @@ class HierarchicalRetrievalIndex:
         ``beam`` finds, or starts a new end node beside it; a node with more than
         ``max_children`` children is split in two (2-means on their values).
         ``'greedy'``: the seed reading (greedy descent; the pair-or-append rule).
+        ``'original'``: the original code's labels (github atifkhurshid/hri): the greedy
+        rule with its values and its test for a node's distance to itself, which
+        scikit-learn's rounding often misses (the new end node is then appended
+        beside the found one instead of paired with it); one vector at a time from
+        Python, for comparisons only.
     beam : int, optional
         Width of the insert's beam search (default 16 for ``'balanced'``, 1 for
         ``'greedy'``). :meth:`search` and column 0 of :meth:`search_batch` use the same
@@ -278,11 +305,40 @@ class HierarchicalRetrievalIndex:
             if self._core is None:
                 self._core = self._new_core(array.shape[1])
                 self._dim = array.shape[1]
-            done = self._core.insert_many(array, norms, labels, times)
+            if self.mode == "original":
+                done = self._insert_original(array, norms, labels, times)
+            else:
+                done = self._core.insert_many(array, norms, labels, times)
             self._size += done
             if done < n:
                 raise MemoryError(f"HRI ran out of memory after {done} of {n} vectors")
             return labels, times
+
+    def _insert_original(self, array, norms, labels, times) -> int:
+        """Mode 'original': the original code's decisions, one vector at a time."""
+        core = self._core
+        for i in range(array.shape[0]):
+            start = time.perf_counter()
+            x = array[i]
+            found, d = core.descend_one(x, norms[i])
+            action = 0
+            if found >= 0 and d > self.threshold:
+                siblings = core.child_values(core.parent_of(found))
+                nearest = 0.0  # no sibling: the new end node is appended
+                if len(siblings) > 1:
+                    dists = _original_distances(core.node_value(found)[None], siblings,
+                                                self.metric)[0]
+                    # The original drops the node's distance to itself by == 0.0, which
+                    # misses it when rounding leaves a tiny positive value: kept here.
+                    dists[dists == 0.0] = np.inf
+                    nearest = float(dists.min())
+                action = 2 if d < nearest else 1
+            label = core.place_original(x, found, action)
+            times[i] = time.perf_counter() - start
+            if label < 0:
+                return i
+            labels[i] = label
+        return array.shape[0]
 
     def _new_core(self, dim: int):
         return _hri.HRICore(dim, self._metric_code, self.threshold, self._mode_code,
@@ -404,6 +460,8 @@ class HierarchicalRetrievalIndex:
             }
             if self._core is None:
                 return meta
+            if self.mode == "original":
+                meta["sums"] = self._core.export_sums()
             return {**meta, **self._core.export()}
 
     @classmethod
@@ -444,6 +502,11 @@ class HierarchicalRetrievalIndex:
         core = index._new_core(dim)
         core.restore(tree["values"], tree["counts"], tree["parents"], tree["labels"],
                      tree["child_ptr"], tree["child_idx"], num_labels)
+        if index.mode == "original":
+            sums = np.asarray(arrays.get("sums", np.zeros(0)))
+            if sums.shape != tree["values"].shape or sums.dtype.kind != "f":
+                raise CorruptIndexError("saved index in mode 'original' lacks its end-node sums")
+            core.restore_sums(np.ascontiguousarray(sums, dtype=np.float64))
         index._core = core
         index._size = size
         return index
@@ -497,6 +560,28 @@ class HierarchicalRetrievalIndex:
                         ) -> HierarchicalRetrievalIndex:
         """Load what :meth:`save_to_store` wrote."""
         return cls.load(index_path_for_store(store_location, stream))
+
+
+def _original_distances(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
+    """Distances (m, n) between float64 rows computed in the steps scikit-learn's
+    ``cosine_distances`` / ``euclidean_distances`` take (normalise, matrix product,
+    ``1 - s`` clipped to [0, 2]; ``|x|^2 - 2 x.y + |y|^2`` clipped at 0, square root),
+    so that they round as the original code's do."""
+    if metric == "cosine":
+        def unit(a):
+            norms = np.sqrt(np.einsum("ij,ij->i", a, a))
+            norms[norms == 0.0] = 1.0
+            return a / norms[:, None]
+
+        s = unit(x) @ unit(y).T
+        s *= -1
+        s += 1
+        return np.clip(s, 0.0, 2.0)
+    d = -2 * (x @ y.T)
+    d += np.einsum("ij,ij->i", x, x)[:, None]
+    d += np.einsum("ij,ij->i", y, y)[None, :]
+    np.maximum(d, 0, out=d)
+    return np.sqrt(d, out=d)
 
 
 def index_path_for_store(store_location: str | os.PathLike, stream: str) -> Path:

@@ -358,6 +358,21 @@ def test_balanced_tree_splits_full_nodes_and_keeps_end_nodes_level():
     np.testing.assert_array_equal(labels, index.search_batch(x[:200])[0][:, 0])
 
 
+@pytest.mark.parametrize("metric,threshold", [("cosine", 0.3), ("euclidean", 0.8)])
+def test_original_mode_continues_after_a_save(tmp_path, metric, threshold):
+    x = identity_vectors(800, 16, 40, spread=0.5, seed=16)
+    whole = HierarchicalRetrievalIndex(threshold, metric, mode="original").insert(x)
+    first = HierarchicalRetrievalIndex(threshold, metric, mode="original")
+    head = first.insert(x[:450])
+    loaded = HierarchicalRetrievalIndex.load(first.save(tmp_path / "i"))
+    assert loaded.mode == "original"
+    np.testing.assert_array_equal(np.concatenate([head, loaded.insert(x[450:])]), whole)
+    # Its tree is the greedy rule's shape, flatter where the self-distance test misses.
+    assert loaded.leaf_depths().max() >= 2
+    with pytest.raises(HRIError, match="beam 1"):
+        HierarchicalRetrievalIndex(threshold, metric, mode="original", beam=4)
+
+
 def test_empty_index_round_trips(tmp_path):
     path = HierarchicalRetrievalIndex(0.5, "euclidean").save(tmp_path / "empty.npz")
     loaded = HierarchicalRetrievalIndex.load(path)
