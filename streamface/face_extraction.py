@@ -41,7 +41,7 @@ from streamface.store.export import export_seed_layout
 from streamface.store.names import parse_capture_time, validate_stream_name
 from streamface.stream_capture import store_path
 
-__all__ = ["ExtractionSummary", "FaceExtraction", "FaceExtractor"]
+__all__ = ["ExtractionSummary", "FaceExtraction", "FaceExtractor", "restore_previous", "similarity_image"]
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +197,7 @@ class FaceExtractor:
             if n:
                 small = similarity_images[i] if similarity_images is not None else None
                 if small is None:
-                    small = _similarity_image(rgb, self.threads)
+                    small = similarity_image(rgb, self.threads)
             earlier = self._match(small, faces["box"])
             if earlier is not None:
                 tracks = earlier.tracks.copy()
@@ -520,7 +520,7 @@ class FaceExtraction:
                                      f"pass resume=True to continue, or use a new output_dir")
                 last = writer.read_faces(writer.num_faces - 1, columns=("frame",)).frame
                 start = int(last[0]) + 1
-                extractor.previous = _restore_previous(writer, start)
+                extractor.previous = restore_previous(writer, start)
             total = writer.num_frames
             if start < total and not writer.has_images:
                 raise StoreError(f"stream {name!r} kept no frame images; faces must be extracted "
@@ -562,14 +562,14 @@ def _rebase(faces: FaceRecords, first_frame: int) -> FaceRecords:
     return faces
 
 
-def _similarity_image(rgb: np.ndarray, threads: int | None = 1) -> np.ndarray:
+def similarity_image(rgb: np.ndarray, threads: int | None = 1) -> np.ndarray:
     """The gray frame at the similarity size that track matching compares (nearest resize,
     then gray: the same pixels as ``frame_similarity``'s gray-then-resize)."""
     small = kernels.resize_nearest(rgb, SIMILARITY_SIZE, threads=threads)
     return kernels.gray(small, threads=threads)
 
 
-def _restore_previous(writer, start: int) -> list[_Previous]:
+def restore_previous(writer, start: int) -> list[_Previous]:
     """Rebuild the last two frames before ``start`` for track matching after a resume."""
     previous = []
     faces = writer.read_faces(columns=("frame", "box", "match"))
@@ -580,6 +580,11 @@ def _restore_previous(writer, start: int) -> list[_Previous]:
         mine = faces.frame == index
         rows = np.flatnonzero(mine)
         tracks = np.where(faces.match[mine] != NO_MATCH, faces.match[mine], rows)  # older stores
-        small = _similarity_image(decode_image(blob)) if mine.any() else None
+        small = similarity_image(decode_image(blob)) if mine.any() else None
         previous.append(_Previous(small, faces.box[mine], tracks.astype(np.int64)))
     return previous
+
+
+# The names other modules used before these were public (ingest resumes with it).
+_similarity_image = similarity_image
+_restore_previous = restore_previous

@@ -100,7 +100,7 @@ def test_track_matching_on_real_frames_follows_the_seeds_rule(skynews_frames, mo
     # The extractor compares small gray images it keeps instead of the frames: the
     # decisions must be those of the seed's rule on the RGB frames.
     from streamface.engine import Detections
-    from streamface.face_extraction import FaceExtractor, _similarity_image
+    from streamface.face_extraction import FaceExtractor, similarity_image
 
     class OneFace:
         def detect(self, frames):
@@ -124,7 +124,7 @@ def test_track_matching_on_real_frames_follows_the_seeds_rule(skynews_frames, mo
         expected.append(track)
         previous = (previous + [(rgb, track)])[-2:]
     # The images made here, or handed in (as keyframe selection does, some missing).
-    given = [_similarity_image(f) if i % 3 else None for i, f in enumerate(sequence)]
+    given = [similarity_image(f) if i % 3 else None for i, f in enumerate(sequence)]
     for similarity_images in (None, given):
         extractor = FaceExtractor(OneFace(), blur_threshold=0)
         got = []
