@@ -499,6 +499,10 @@ class HierarchicalRetrievalIndex:
                 raise CorruptIndexError("saved index is empty but claims labels")
             return index
         tree = _checked_tree(arrays, dim, size, num_labels)
+        if index.mode == "balanced" and np.diff(tree["child_ptr"]).max() > index.max_children:
+            # A split copies a node's children into scratch sized for max_children + 1.
+            raise CorruptIndexError(f"saved index has a node with more than "
+                                    f"max_children={index.max_children} children")
         core = index._new_core(dim)
         core.restore(tree["values"], tree["counts"], tree["parents"], tree["labels"],
                      tree["child_ptr"], tree["child_idx"], num_labels)

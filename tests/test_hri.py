@@ -344,6 +344,18 @@ def test_saved_index_keeps_its_mode(tmp_path, mode):
     np.testing.assert_array_equal(np.concatenate([head, loaded.insert(x[500:])]), whole)
 
 
+def test_saved_balanced_index_with_an_over_full_node_is_corrupt(tmp_path):
+    x = identity_vectors(400, 16, 60, spread=0.3, seed=17)
+    index = HierarchicalRetrievalIndex(0.1, max_children=32)
+    index.insert(x)
+    arrays = index.to_arrays()
+    assert np.diff(arrays["child_ptr"]).max() > 8
+    arrays["max_children"] = np.int64(8)
+    np.savez(tmp_path / "i.npz", **arrays)
+    with pytest.raises(CorruptIndexError, match="more than max_children"):
+        HierarchicalRetrievalIndex.load(tmp_path / "i.npz")
+
+
 def test_balanced_tree_splits_full_nodes_and_keeps_end_nodes_level():
     x = identity_vectors(3000, 16, 400, spread=0.2, seed=14)
     index = HierarchicalRetrievalIndex(0.05, "cosine", max_children=8)
