@@ -130,8 +130,10 @@ def read_photo(source: str | os.PathLike | bytes) -> np.ndarray:
             rgb = _to_rgb8(ImageOps.exif_transpose(im) or im)
     except UnidentifiedImageError:
         raise PhotoError(f"{name}: not an image Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise PhotoError(f"{name}: broken image ({exc})") from None
+    except Image.DecompressionBombError as exc:
+        raise PhotoError(f"{name}: refused, too many pixels ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - Pillow's decoders raise many types on damaged files
+        raise PhotoError(f"{name}: broken image ({exc or type(exc).__name__})") from None
     h, w = rgb.shape[:2]
     if min(h, w) < MIN_SIDE:
         raise PhotoError(f"{name}: {w}x{h} pixels is too small for a face (at least "
