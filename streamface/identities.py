@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["IDENTITY_MEANS", "IDENTITY_RECORD", "Growth", "IdentityRecord", "IdentitySet", "collection_folder", "grow_identities",
-           "known_faces", "stable_ids", "stream_key", "collection_identities"]
+           "known_faces", "nearest", "stable_ids", "stream_key", "collection_identities"]
 
 #: File name of the record, in ``<output_dir>/metadata/``.
 IDENTITY_RECORD = "identities.json"
@@ -294,8 +294,6 @@ def grow_identities(x: np.ndarray, known_labels: np.ndarray, new: np.ndarray, ne
     -------
     Growth
     """
-    from scipy.spatial.distance import cdist
-
     new = np.asarray(new, bool)
     labels = np.asarray(known_labels, np.int64).copy()
     clusters = np.asarray(new_clusters, np.int64)
@@ -307,11 +305,9 @@ def grow_identities(x: np.ndarray, known_labels: np.ndarray, new: np.ndarray, ne
     target = np.full(m, -1, np.int64)
     if m and len(identities):
         means = IdentitySet.from_labels(x[new], clusters).means
-        for lo in range(0, m, chunk):
-            d = cdist(means[lo:lo + chunk], identities.means, metric=metric)
-            best = np.argmin(d, axis=1)
-            near = d[np.arange(len(best)), best] <= threshold
-            target[lo:lo + chunk][near] = identities.ids[best[near]]
+        best, d = nearest(means, identities.means, metric, chunk=chunk)
+        near = d <= threshold
+        target[near] = identities.ids[best[near]]
     # New identities take ids in order of size (largest first), as a full run numbers them.
     alone = np.flatnonzero(target < 0)
     sizes = np.bincount(clusters, minlength=m)
@@ -320,6 +316,58 @@ def grow_identities(x: np.ndarray, known_labels: np.ndarray, new: np.ndarray, ne
     labels[new] = target[clusters]
     joined = int(np.isin(clusters, np.flatnonzero(~np.isin(np.arange(m), alone))).sum())
     return Growth(labels, joined, len(alone), int(new.sum()), start + len(alone))
+
+
+def nearest(a: np.ndarray, b: np.ndarray, metric: str = "cosine", *,
+            chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The nearest row of ``b`` to each row of ``a``, and its distance.
+
+    Cosine, correlation, euclidean and squared euclidean search by a matrix product
+    in float32 (BLAS), block by block, and give the distance of the row found in
+    float64; other metrics use SciPy's ``cdist``.
+
+    Parameters
+    ----------
+    a : ndarray, shape (m, D)
+    b : ndarray, shape (k, D), k >= 1
+    metric : str, default "cosine"
+    chunk : int, default 4096
+        Rows of ``a`` per block (the block holds ``chunk * k`` floats).
+
+    Returns
+    -------
+    index : ndarray of int64, shape (m,)
+    distance : ndarray of float64, shape (m,)
+    """
+    from scipy.spatial.distance import cdist
+
+    a = np.asarray(a, np.float64)
+    b = np.asarray(b, np.float64)
+    index = np.empty(len(a), np.int64)
+    if metric in ("cosine", "correlation"):
+        def unit(v):
+            v = v - v.mean(axis=1, keepdims=True) if metric == "correlation" else v
+            return v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-300)
+
+        ua, ub = unit(a), unit(b)
+        ub32 = ub.astype(np.float32)
+        for lo in range(0, len(a), chunk):
+            index[lo:lo + chunk] = np.argmax(ua[lo:lo + chunk].astype(np.float32) @ ub32.T, axis=1)
+        return index, 1.0 - np.einsum("ij,ij->i", ua, ub[index])
+    if metric in ("euclidean", "sqeuclidean"):
+        b32 = b.astype(np.float32)
+        half_norms = 0.5 * np.einsum("ij,ij->i", b32, b32)
+        for lo in range(0, len(a), chunk):
+            # argmin |a - b|^2 = argmax (a.b - |b|^2 / 2)
+            index[lo:lo + chunk] = np.argmax(a[lo:lo + chunk].astype(np.float32) @ b32.T - half_norms, axis=1)
+        sq = np.einsum("ij,ij->i", a - b[index], a - b[index])
+        return index, sq if metric == "sqeuclidean" else np.sqrt(sq)
+    distance = np.empty(len(a))
+    for lo in range(0, len(a), chunk):
+        d = cdist(a[lo:lo + chunk], b, metric=metric)
+        index[lo:lo + chunk] = np.argmin(d, axis=1)
+        distance[lo:lo + chunk] = d[np.arange(len(d)), index[lo:lo + chunk]]
+    return index, distance
 
 
 def stable_ids(labels: np.ndarray, previous: np.ndarray, *, next_id: int = 0) -> tuple[np.ndarray, int]:

@@ -105,15 +105,14 @@ class OnlineIndex:
         the index's label counted on from the identities' ids (unchanged without identities)."""
         if self.identities is None:
             return raw
-        from scipy.spatial.distance import cdist
+        from streamface.identities import nearest
 
         unseen, first = np.unique(raw, return_index=True)
         keep = np.array([int(r) not in self._label_of for r in unseen.tolist()], bool)
         unseen, first = unseen[keep], first[keep]
         if len(unseen):
-            d = cdist(embeddings[first], self.identities.means, metric=self.metric)
-            best = np.argmin(d, axis=1)
-            near = d[np.arange(len(best)), best] <= self.threshold
+            best, d = nearest(embeddings[first], self.identities.means, self.metric)
+            near = d <= self.threshold
             offset = int(self.identities.ids.max()) + 1
             for r, b, n in zip(unseen.tolist(), best.tolist(), near.tolist()):
                 self._label_of[int(r)] = int(self.identities.ids[b]) if n else offset + int(r)

@@ -123,3 +123,17 @@ def test_identity_files_round_trip_and_bad_ones_say_so(tmp_path):
     means.write(tmp_path / "m.npz")
     again = IdentitySet.read(tmp_path / "m.npz")
     assert again.ids.tolist() == [2, 5] and np.allclose(again.means[0], [0.5, 0.5, 0])
+
+
+@pytest.mark.parametrize("metric", ["cosine", "correlation", "euclidean", "sqeuclidean", "cityblock"])
+def test_nearest_is_scipys_nearest_in_blocks(metric):
+    from scipy.spatial.distance import cdist
+
+    from streamface.identities import nearest
+
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((300, 16)), rng.standard_normal((2000, 16))
+    index, distance = nearest(a, b, metric, chunk=64)
+    d = cdist(a, b, metric)
+    assert np.array_equal(index, d.argmin(axis=1))
+    assert np.allclose(distance, d.min(axis=1), atol=1e-12)
