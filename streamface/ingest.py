@@ -48,7 +48,7 @@ from streamface.batch_commit import BatchCommit
 from streamface.commit_queue import CommitQueue
 from streamface.engine.sources import SourceError
 from streamface.face_analysis import first_unanalysed
-from streamface.face_extraction import ExtractionSummary, _restore_previous
+from streamface.face_extraction import ExtractionSummary, restore_previous
 from streamface.keyframes import Candidate
 from streamface.online_index import OnlineIndex, check_index_parameters
 
@@ -558,7 +558,7 @@ class Ingest:
             work.commits_failed = True
             work.fail(exc)
             return
-        work.extractor.previous = (_restore_previous(writer, writer.num_frames)
+        work.extractor.previous = (restore_previous(writer, writer.num_frames)
                                    if writer.num_frames and writer.has_images else [])
         log.info("%s: rotated to %s", work.capture.name, work.location)
 
@@ -660,7 +660,7 @@ class Ingest:
         writer = self._start_commits(work, writer)
         span = writer.capture_time_span() or self._previous_period_span(work.capture.name)
         if writer.num_frames and writer.has_images:
-            work.extractor.previous = _restore_previous(writer, writer.num_frames)
+            work.extractor.previous = restore_previous(writer, writer.num_frames)
         work.last_time_us = span[1] if span else None
         return work.last_time_us
 
