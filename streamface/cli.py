@@ -1032,17 +1032,34 @@ def _index_stream(store, stream: str | None) -> str:
     return names[0]
 
 
+def _store_arguments(func):
+    """``[STORE]`` like every other command, or ``--store STORE`` as before: one of them."""
+    func = click.option("--store", "store_option", default=None, type=click.Path(exists=True, file_okay=False),
+                        help="The store, as STORE (kept for scripts written before STORE).")(func)
+    return click.argument("store", required=False, type=click.Path(exists=True, file_okay=False))(func)
+
+
+def _one_store(store: str | None, store_option: str | None) -> str:
+    if store is not None and store_option is not None and store != store_option:
+        raise click.UsageError(f"two stores given: {store} and --store {store_option}")
+    if store is None and store_option is None:
+        raise click.UsageError("give the store: STORE (or --store STORE)")
+    return store or store_option
+
+
 @index_group.command("build")
-@click.option("--store", "location", required=True, type=click.Path(exists=True, file_okay=False))
+@_store_arguments
 @click.option("--stream", default=None, help="Stream to index [default: the store's only stream].")
 @click.option("--threshold", type=click.FloatRange(min=0), required=True,
               help="Largest distance at which a face joins an identity.")
 @click.option("--metric", type=click.Choice(["cosine", "euclidean"]), default="cosine")
-def index_build(location: str, stream: str | None, threshold: float, metric: str) -> None:
-    """Insert a stream's embeddings in face order, write the labels back, save the index."""
+def index_build(store: str | None, store_option: str | None, stream: str | None, threshold: float,
+                metric: str) -> None:
+    """Insert a stream's embeddings of STORE in face order, write the labels back, save the index."""
     from streamface.hri import build_stream_index, index_path_for_store
     from streamface.store import FaceStore, StoreError
 
+    location = _one_store(store, store_option)
     try:
         store = FaceStore.open(location, mode="a")
         name = _index_stream(store, stream)
@@ -1056,7 +1073,7 @@ def index_build(location: str, stream: str | None, threshold: float, metric: str
 
 
 @index_group.command("query")
-@click.option("--store", "location", required=True, type=click.Path(exists=True, file_okay=False))
+@_store_arguments
 @click.option("--face-id", default=None, help="A stored face (its stream is taken from the id).")
 @click.option("--image", type=click.Path(exists=True, dir_okay=False), default=None,
               help="An image: its best face is detected (padded onto a larger canvas if need be; the "
@@ -1066,11 +1083,12 @@ def index_build(location: str, stream: str | None, threshold: float, metric: str
 @click.option("--stream", default=None, help="Stream of an --image query [default: the only one].")
 @click.option("-k", "k", type=click.IntRange(min=1), default=1, help="Nearest identities.")
 @click.option("--faces", type=click.IntRange(min=0), default=5, help="Nearest faces listed.")
-def index_query(location, face_id, image, crop, stream, k, faces) -> None:
-    """Print the nearest identities (label, distance) and faces of a face id or an image."""
+def index_query(store, store_option, face_id, image, crop, stream, k, faces) -> None:
+    """Print the nearest identities (label, distance) and faces in STORE of a face id or an image."""
     from streamface.hri import query_stream_index
     from streamface.store import FaceStore, StoreError, parse_face_id
 
+    location = _one_store(store, store_option)
     if (face_id is None) == (image is None):
         raise click.ClickException("give exactly one of --face-id and --image")
     if crop and image is None:

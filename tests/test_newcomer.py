@@ -367,3 +367,19 @@ def test_the_readme_says_what_is_decoded_the_decisions_format_and_the_exit_codes
     assert '{"pair": "3,7", "decision": "merge"}' in readme
     for words in ("4 when a file was cut short", "130 on Ctrl-C", "`interrupted`", "`truncated`", "`failed`"):
         assert words in readme, words
+
+
+def test_index_takes_the_store_as_an_argument_like_every_other_command(hamilton, model_home, tmp_path):  # noqa: F811
+    store = tmp_path / "s.zarr"
+    assert _invoke("run", hamilton, "--store", store, "--name", "ham", "--no-progress").exit_code == 0
+    built = _invoke("index", "build", store, "--threshold", "0.5")
+    stream = FaceStore.open(store).stream("ham")
+    assert built.exit_code == 0 and built.output.startswith(f"ham: {stream.num_faces} faces, "), built.output
+    face = stream.face_ids()[0]
+    for args in ([store], ["--store", store]):  # the option still works
+        found = _invoke("index", "query", *args, "--face-id", face)
+        assert found.exit_code == 0 and found.output.startswith("label "), found.output
+    both = _invoke("index", "query", store, "--store", tmp_path, "--face-id", face)
+    assert both.exit_code == 2 and "two stores given" in both.output
+    none = _invoke("index", "build", "--threshold", "0.5")
+    assert none.exit_code == 2 and "give the store: STORE (or --store STORE)" in none.output
