@@ -115,6 +115,7 @@ def assert_as_good_as_exact_search(f, what):
     assert f["default"] >= f["exact"] - TOLERANCE, (what, f)
 
 
+@pytest.mark.slow  # the original takes 6-20 s a stream
 @pytest.mark.parametrize("case", STREAMS, ids=[f"seed{c[0]}-{c[1]}-{c[2]}d" for c in STREAMS])
 def test_generated_streams(case, original):
     seed, metric, dim, k, noise, threshold = case
@@ -161,6 +162,7 @@ def test_real_sets_are_the_expected_ones(real_sets):
     assert len(np.unique(real_sets["orl"][1])) == 40
 
 
+@pytest.mark.slow  # embeds the four sets once per session (about a minute)
 @pytest.mark.parametrize("threshold", REAL_THRESHOLDS)
 @pytest.mark.parametrize("order", ["file", "shuffled"])
 @pytest.mark.parametrize("name", list(REAL_SETS))
