@@ -210,6 +210,11 @@ def test_crops_take_the_whole_photo_as_a_recorded_fallback(shared_data, tmp_path
     eyes = faces.landmarks[1, :2]
     assert (eyes[:, 0] > 0).all() and (eyes[:, 0] < 92).all() and eyes[0, 0] < eyes[1, 0]
     assert faces.aligned[1].std() > 20  # a face, not a black square
+    # The same through the CLI.
+    out = CliRunner().invoke(main, ["extract", str(src), "--store", str(tmp_path / "cli.zarr"), "--crops"])
+    assert out.exit_code == 0 and "0 without a face, 0 found padded, 1 taken whole as the face" in out.output
+    cli = FaceStore.open(tmp_path / "cli.zarr").stream("photos")
+    assert cli.read_attribute(FALLBACK_ATTR).tolist() == [0.0, 1.0]
 
 
 # ---- the seed API and the CLI on the real folders ---------------------------------------------
