@@ -41,6 +41,7 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -51,8 +52,9 @@ from streamface.face_analysis import first_unanalysed
 from streamface.face_extraction import ExtractionSummary, restore_previous
 from streamface.keyframes import Candidate
 from streamface.online_index import OnlineIndex, check_index_parameters
+from streamface.stream_capture import SourceRecord, settle_source, source_record
 
-__all__ = ["Ingest", "IngestSummary", "StreamCounters"]
+__all__ = ["FrameTiming", "Ingest", "IngestSummary", "StreamCounters", "StreamStart"]
 
 log = logging.getLogger(__name__)
 
@@ -168,9 +170,25 @@ class IngestSummary:
         return [s.line() for s in self.streams] + [total]
 
 
+class StreamStart(NamedTuple):
+    """Where a decoder elsewhere starts a stream it opened with :meth:`Ingest.open_stream`."""
+
+    #: Continue after this capture time (µs): the last frame stored or accepted; None: from the start.
+    after_time_us: int | None
+    #: The capture time its file's pts 0 gets (what the stream recorded for the file's
+    #: content); None: the decoder keeps its own (a live source, or no file given).
+    start_time_us: int | None = None
+
+
 @dataclass
-class _Timed:
-    """What the store needs of a decoded frame (the av.VideoFrame itself is let go)."""
+class FrameTiming:
+    """What the store needs of a decoded frame (the av.VideoFrame itself is let go).
+
+    The item of a kept frame's :class:`~streamface.keyframes.Candidate`, here and in
+    ``ingest --ray``'s decoder actors. ``decoded_at`` is a ``time.monotonic()`` of the
+    process that batches the frame (a decoder elsewhere sends its wall clock, converted
+    on arrival), for the latency counters.
+    """
 
     time_us: int
     pts: float
@@ -212,6 +230,8 @@ class _StreamWork:
         # Capture time of the last frame stored or accepted: frames at or before it are
         # not taken again (a decoder that resumes after a restart may send one twice).
         self.last_time_us: int | None = None
+        # Capture time of the stream's file's pts 0, as the stream recorded it for its content.
+        self.start_time_us: int | None = None
         self.ended = False
         self.created = False  # this ingest created the stream's group
         self.lock = threading.Lock()
@@ -433,25 +453,33 @@ class Ingest:
 
     # ---- kept frames decoded elsewhere (decode=False) -------------------------------------------
 
-    def open_stream(self, name: str, live: bool) -> int | None:
+    def open_stream(self, name: str, live: bool, source: SourceRecord | None = None) -> StreamStart:
         """Open stream ``name``'s group (once) for a decoder elsewhere that has opened its source.
+
+        Parameters
+        ----------
+        name : str
+        live : bool
+            Whether the source is live.
+        source : SourceRecord, optional
+            The local file the decoder reads (:func:`~streamface.stream_capture.source_record`),
+            so that the same content gets the same capture times as when it was first stored.
 
         Returns
         -------
-        int or None
-            The capture time (µs) the decoder should continue after: the last frame
-            stored or accepted (None: start at the beginning). Store errors are raised
-            (and end the stream).
+        StreamStart
+            Where the decoder continues and the capture time of its file's pts 0. Store
+            errors are raised (and end the stream).
         """
         work = self._work(name)
         with work.lock:
             if work.commits is None and work.counters.error is None and not work.ended:
                 try:
-                    self._open_stream(work, live)
+                    self._open_stream(work, live, source=source)
                 except Exception as exc:
                     work.fail(exc)
                     raise
-            return work.last_time_us
+            return StreamStart(work.last_time_us, work.start_time_us)
 
     def offer(self, name: str, candidate: Candidate, wait: float = 0.0) -> str:
         """Hand a kept frame of stream ``name`` (opened with :meth:`open_stream`) to the batcher.
@@ -613,7 +641,7 @@ class Ingest:
             try:
                 for frame in decoder:
                     last_pts = frame.pts
-                    timed = _Timed(frame.time_us, frame.pts, frame.index, time.monotonic())
+                    timed = FrameTiming(frame.time_us, frame.pts, frame.index, time.monotonic())
                     for kept in selector.offer(timed, frame.rgb()):
                         self._send(work, kept)
                     counters.frames = decoder.stats.yielded
@@ -643,20 +671,23 @@ class Ingest:
         counters.empty, counters.blurred = counts.empty, counts.blurred
         counters.similar = max(0, counts.similar - counts.replaced)
 
-    def _open_stream(self, work: _StreamWork, live: bool, decoder=None) -> int | None:
+    def _open_stream(self, work: _StreamWork, live: bool, decoder=None,
+                     source: SourceRecord | None = None) -> int | None:
         """Open the stream's group; the capture time its frames must come after (None: any).
 
-        ``decoder``: the stream's :class:`~streamface.engine.decode.VideoDecoder` when it
-        runs here (a file gets the capture times recorded for its content).
+        A file gets the capture times recorded for its content: ``decoder`` is the stream's
+        :class:`~streamface.engine.decode.VideoDecoder` when it runs here, ``source`` the
+        file's record when it runs elsewhere.
         """
         work.live = live
         writer = self._open_writer(work)
-        if decoder is not None:
-            try:
-                work.capture.settle_start_time(writer, decoder)
-            except BaseException:
-                writer.close()
-                raise
+        try:
+            work.start_time_us = settle_source(writer, source_record(decoder) if decoder is not None else source)
+        except BaseException:
+            writer.close()
+            raise
+        if decoder is not None and work.start_time_us is not None:
+            decoder.start_time_us = work.start_time_us
         writer = self._start_commits(work, writer)
         span = writer.capture_time_span() or self._previous_period_span(work.capture.name)
         if writer.num_frames and writer.has_images:

@@ -47,7 +47,9 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from streamface.ingest import IngestSummary, StreamCounters, _Timed
+from streamface.engine.sources import SourceError
+from streamface.ingest import FrameTiming, IngestSummary, StreamCounters, StreamStart
+from streamface.stream_capture import SourceRecord, source_record
 from streamface.ingest_config import StreamSpec
 
 __all__ = ["Placement", "RayIngest", "place_streams", "plan_placement"]
@@ -144,8 +146,8 @@ class _StreamInference:
         self.job.open()
         self.token = uuid.uuid4().hex
 
-    def open_stream(self, name: str, live: bool) -> int | None:
-        return self.job.open_stream(name, live)
+    def open_stream(self, name: str, live: bool, source: SourceRecord | None = None) -> StreamStart:
+        return self.job.open_stream(name, live, source)
 
     def offer(self, name: str, candidate, live: bool, wait: float) -> str:
         try:
@@ -215,14 +217,28 @@ class _StreamDecoder:
             try:
                 decoder = c.open_decoder(max_reconnects=self.max_reconnects, stop_event=self.stop_event)
                 # The source is opened first, so a bad source leaves no stream group behind.
-                decoder.after_time_us = ray.get(self.inference.open_stream.remote(c.name, decoder.live))
+                # A file's content gets the capture times the stream recorded for it, as in
+                # ``ingest`` (the writer, which holds the record, is on the inference actor).
+                start = ray.get(self.inference.open_stream.remote(c.name, decoder.live, source_record(decoder)))
+                decoder.after_time_us = start.after_time_us
+                if start.start_time_us is not None:
+                    decoder.start_time_us = start.start_time_us
                 selector = c.make_selector()
-                for frame in decoder:
-                    timed = _Timed(frame.time_us, frame.pts, frame.index, time.time())
-                    for kept in selector.offer(timed, frame.rgb()):
-                        self._send(kept, decoder.live)
-                    counters.frames = decoder.stats.yielded
-                    counters.reconnects = decoder.stats.reconnects
+                last_pts = None
+                try:
+                    for frame in decoder:
+                        last_pts = frame.pts
+                        timed = FrameTiming(frame.time_us, frame.pts, frame.index, time.time())
+                        for kept in selector.offer(timed, frame.rgb()):
+                            self._send(kept, decoder.live)
+                        counters.frames = decoder.stats.yielded
+                        counters.reconnects = decoder.stats.reconnects
+                except SourceError as exc:  # a file cut short: what decoded is kept, as in ``ingest``
+                    truncated = c.truncation(decoder, last_pts, exc)
+                else:
+                    truncated = None if self.stop_event.is_set() else c.truncation(decoder, last_pts)
+                if truncated is not None:
+                    counters.truncated = truncated.text()
             finally:
                 if decoder is not None:
                     decoder.close()
@@ -387,7 +403,7 @@ class RayIngest:
             decoded, inferred = self._decoded[spec.name].total, self._inferred[spec.name].total
             error = self._lost.get(spec.name) or decoded.error or inferred.error
             merged.append(replace(inferred, frames=decoded.frames, reconnects=decoded.reconnects,
-                                  dropped=decoded.dropped, error=error,
+                                  dropped=decoded.dropped, error=error, truncated=decoded.truncated,
                                   seconds=self._seconds.get(spec.name, inferred.seconds)))
         return merged
 

@@ -38,7 +38,8 @@ from streamface.file_source import content_fingerprint, declared_duration, video
 from streamface.keyframes import Candidate, KeyframeSelector
 from streamface.store import FaceStore, FrameRecords, validate_stream_name
 
-__all__ = ["CaptureSummary", "StreamCapture", "Truncation", "encode_frame", "store_path"]
+__all__ = ["CaptureSummary", "SourceRecord", "StreamCapture", "Truncation", "encode_frame", "settle_source",
+           "source_record", "store_path"]
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +145,45 @@ class Truncation:
         """E.g. ``"truncated at 16.0 s of 55.0 s"``."""
         of = f" of {self.declared_s:.1f} s" if self.declared_s is not None else ""
         return f"truncated at {self.at_s:.1f} s{of}"
+
+
+@dataclass(frozen=True)
+class SourceRecord:
+    """A local file as a stream records it: its content and the capture time of its pts 0.
+
+    Made where the file is decoded (:func:`source_record`) and settled where the stream's
+    writer is (:func:`settle_source`): on one machine for ``run`` and ``ingest``, on two
+    for ``ingest --ray``, whose decoder and store writer are different actors.
+    """
+
+    fingerprint: str
+    start_time_us: int
+    file: str
+
+
+def source_record(decoder: VideoDecoder) -> SourceRecord | None:
+    """The :class:`SourceRecord` of the local file ``decoder`` reads (None for a live or remote
+    source, whose capture times are the wall clock)."""
+    if decoder.live or not decoder.source.is_local:
+        return None
+    location = decoder.source.location
+    return SourceRecord(content_fingerprint(location), decoder.start_time_us, Path(location).name)
+
+
+def settle_source(writer, record: SourceRecord | None) -> int | None:
+    """The capture time (µs) the file of ``record`` gives its pts 0 in ``writer``'s stream.
+
+    The time recorded when the same content was first captured into the stream, so a
+    re-run of the same content resumes; for new content, the record's own time, which is
+    recorded. None when ``record`` is None.
+    """
+    if record is None:
+        return None
+    recorded = writer.source_start_time(record.fingerprint)
+    if recorded is not None:
+        return recorded
+    writer.record_source(record.fingerprint, record.start_time_us, file=record.file)
+    return record.start_time_us
 
 
 class StreamCapture:
@@ -255,15 +295,9 @@ class StreamCapture:
         """Give a local file the capture times it had when its content was first captured
         into this stream (after a ``touch`` or a copy its own clock would differ), and
         record its content fingerprint with the times it gets."""
-        if decoder.live or not decoder.source.is_local:
-            return
-        fingerprint = content_fingerprint(decoder.source.location)
-        recorded = writer.source_start_time(fingerprint)
-        if recorded is not None:
-            decoder.start_time_us = recorded
-        else:
-            writer.record_source(fingerprint, decoder.start_time_us,
-                                 file=Path(decoder.source.location).name)
+        start = settle_source(writer, source_record(decoder))
+        if start is not None:
+            decoder.start_time_us = start
 
     def truncation(self, decoder: VideoDecoder, last_pts: float | None,
                    error: SourceError | None = None) -> Truncation | None:

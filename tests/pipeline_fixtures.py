@@ -54,6 +54,26 @@ def clip(skynews) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cut_clip(clip, tmp_path_factory) -> Path:  # noqa: F811
+    """The first 30% of the sample clip, with its index at the front (as a download that
+    stopped, or ``head -c`` of a web-optimised mp4, leaves it): the header announces 55 s."""
+    import av
+
+    folder = tmp_path_factory.mktemp("cut")
+    whole = folder / "whole.mp4"
+    with av.open(str(clip)) as src, av.open(str(whole), "w", options={"movflags": "faststart"}) as dst:
+        out = dst.add_stream_from_template(src.streams.video[0])
+        for packet in src.demux(src.streams.video[0]):
+            if packet.dts is not None:
+                packet.stream = out
+                dst.mux(packet)
+    data = whole.read_bytes()
+    cut = folder / "cut.mp4"
+    cut.write_bytes(data[: len(data) * 30 // 100])
+    return cut
+
+
+@pytest.fixture(scope="session")
 def captured(clip, tmp_path_factory):
     """The clip captured once with the default (seed) parameters: (output_dir, summary)."""
     from streamface.stream_capture import StreamCapture

@@ -313,7 +313,7 @@ def test_merged_commit_jobs_store_what_separate_ones_do(clip, model_home, tmp_pa
     from streamface.face_extraction import FaceExtraction
     from streamface.engine.decode import VideoDecoder
     from streamface.batch_commit import BatchCommit
-    from streamface.ingest import _Timed
+    from streamface.ingest import FrameTiming
     from streamface.keyframes import KeyframeSelector
 
     extractor, analyzer = FaceExtraction(None, None).make_extractor(), FaceAnalysis(None, None).make_analyzer()
@@ -321,7 +321,7 @@ def test_merged_commit_jobs_store_what_separate_ones_do(clip, model_home, tmp_pa
     kept = []
     with VideoDecoder(str(clip), max_frames=8) as decoder:
         for frame in decoder:
-            kept += selector.offer(_Timed(frame.time_us, frame.pts, frame.index, 0.0), frame.rgb())
+            kept += selector.offer(FrameTiming(frame.time_us, frame.pts, frame.index, 0.0), frame.rgb())
     assert len(kept) >= 4
     capture = type("Capture", (), {"image_format": "jpeg", "jpeg_quality": 95})()
     jobs, row = [], 0

@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from engine_fixtures import engine_home  # noqa: F401
-from pipeline_fixtures import clip, model_home  # noqa: F401
+from pipeline_fixtures import clip, cut_clip, model_home  # noqa: F401
 
 from streamface.cli import main
 from streamface.live_status import read_status
@@ -37,26 +37,6 @@ def hamilton(shared_data) -> Path:
     if not path.is_file():
         pytest.skip(f"{path} not found")
     return path
-
-
-@pytest.fixture(scope="module")
-def cut_clip(clip, tmp_path_factory) -> Path:  # noqa: F811
-    """The first 30% of the sample clip, with its index at the front (as a download that
-    stopped, or ``head -c`` of a web-optimised mp4, leaves it): the header announces 55 s."""
-    import av
-
-    folder = tmp_path_factory.mktemp("cut")
-    whole = folder / "whole.mp4"
-    with av.open(str(clip)) as src, av.open(str(whole), "w", options={"movflags": "faststart"}) as dst:
-        out = dst.add_stream_from_template(src.streams.video[0])
-        for packet in src.demux(src.streams.video[0]):
-            if packet.dts is not None:
-                packet.stream = out
-                dst.mux(packet)
-    data = whole.read_bytes()
-    cut = folder / "cut.mp4"
-    cut.write_bytes(data[: len(data) * 30 // 100])
-    return cut
 
 
 def _invoke(*args):

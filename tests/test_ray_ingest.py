@@ -15,6 +15,8 @@
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 import threading
 import time
 
@@ -23,11 +25,11 @@ import pytest
 from click.testing import CliRunner
 
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
-from pipeline_fixtures import clip, ingest_options, model_home  # noqa: F401 (pytest fixtures)
+from pipeline_fixtures import clip, cut_clip, ingest_options, model_home  # noqa: F401 (pytest fixtures)
 from streamface.cli import ingest_for_specs
 from streamface.cli import main as cli
 from streamface.engine.decode import VideoDecoder
-from streamface.ingest import StreamCounters, _Timed
+from streamface.ingest import FrameTiming, StreamCounters, StreamStart
 from streamface.ingest_config import StreamSpec
 from streamface.keyframes import KeyframeSelector
 from streamface.ray_ingest import RayIngest, _Lives, place_streams, plan_placement
@@ -46,7 +48,7 @@ def pool(model_home):  # noqa: F811 - the workers inherit STREAMFACE_HOME at sta
 def _kept_frames(clip, max_frames: int) -> list:  # noqa: F811
     """The kept frames of the clip's first ``max_frames`` decoded frames, as a decoder actor sends them."""
     selector = KeyframeSelector()
-    with_rgb = [(_Timed(f.time_us, f.pts, f.index, time.monotonic()), f.rgb())
+    with_rgb = [(FrameTiming(f.time_us, f.pts, f.index, time.monotonic()), f.rgb())
                 for f in VideoDecoder(str(clip), max_frames=max_frames)]
     return [k for timed, rgb in with_rgb for k in selector.offer(timed, rgb)] + selector.finish()
 
@@ -64,7 +66,7 @@ def _outside_ingest(clip, store, name="news", **params):  # noqa: F811
 def test_ingest_stores_frames_from_outside_once_even_when_sent_twice(clip, model_home, tmp_path):  # noqa: F811
     kept = _kept_frames(clip, 8)
     job = _outside_ingest(clip, tmp_path / "s.zarr")
-    assert job.open_stream("news", live=False) is None  # a new stream: from the start
+    assert job.open_stream("news", live=False) == StreamStart(None, None)  # a new stream: from the start
     result: dict = {}
     runner = threading.Thread(target=lambda: result.setdefault("summary", job.call()), daemon=True)
     runner.start()
@@ -80,7 +82,7 @@ def test_ingest_stores_frames_from_outside_once_even_when_sent_twice(clip, model
     assert counters.stored == (str(tmp_path / "s.zarr"), len(kept), faces) and faces == counters.faces > 0
     # Another ingest of the store (an inference actor restarted) continues after it.
     again = _outside_ingest(clip, tmp_path / "s.zarr")
-    assert again.open_stream("news", live=False) == kept[-1].item.time_us
+    assert again.open_stream("news", live=False).after_time_us == kept[-1].item.time_us
     assert again.counters[0].stored == (str(tmp_path / "s.zarr"), len(kept), faces)  # what it found
     assert again.offer("news", kept[0]) == "stale"
     again.end_stream("news")
@@ -176,6 +178,32 @@ def test_cli_ingest_on_ray_stores_what_one_process_stores(pool, clip, model_home
         # Online identification in the inference actors: every face has its live label.
         assert b.num_index_labelled == b.num_faces
         np.testing.assert_array_equal(a.read_labels(kind="index"), b.read_labels(kind="index"))
+
+
+def test_ingest_on_ray_resumes_a_touched_file_and_keeps_a_truncated_files_frames(  # noqa: F811
+        pool, clip, cut_clip, model_home, tmp_path):
+    """As ``ingest`` in one process (test_newcomer.py): a file's content keeps the capture
+    times first recorded for it, and a file cut short keeps what decoded and exits 4."""
+    copy = tmp_path / "news.mp4"
+    shutil.copyfile(clip, copy)
+    store = tmp_path / "s.zarr"
+    runner = CliRunner()
+    first = runner.invoke(cli, ["ingest", "--source", f"news={copy}", "--store", str(store), "--no-progress"])
+    assert first.exit_code == 0, first.output
+    before = FaceStore.open(store).stream("news")
+    frames, ids = before.num_frames, before.face_ids().tolist()
+    later = time.time() + 86400  # a day later: the file's own clock moved
+    os.utime(copy, (later, later))
+    again = runner.invoke(cli, ["ingest", "--source", f"news={copy}", "--source", f"trunc={cut_clip}",
+                                "--store", str(store), "--no-progress", "--ray"])
+    assert again.exit_code == 4, again.output
+    lines = again.output.strip().splitlines()
+    assert next(line for line in lines if line.startswith("news: ")).startswith("news: 0 frames"), again.output
+    assert next(line for line in lines if line.startswith("trunc: ")).endswith(
+        "; truncated at 16.0 s of 55.0 s, what decoded is stored"), again.output
+    after = FaceStore.open(store)
+    assert (after.stream("news").num_frames, after.stream("news").face_ids().tolist()) == (frames, ids)
+    assert after.stream("trunc").num_frames >= 6
 
 
 @pytest.mark.slow
