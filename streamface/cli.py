@@ -924,18 +924,22 @@ def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, l
 @_batch_size_option("Commit the kept frames of every this many decoded frames [default: 50].")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: when stderr is a terminal).")
 def capture(source, store, progress, **o) -> None:
-    """Keep the distinct, sharp keyframes of SOURCE in STORE (stage 1 alone)."""
+    """Keep the distinct, sharp keyframes of SOURCE in STORE (stage 1 alone).
+
+    Exit status as run's: 130 after Ctrl-C (143 SIGTERM), 4 when a file was cut short
+    (what decoded is stored), else 0."""
     from streamface.pipeline import stop_on_signals
 
     with _PipelineErrors():
         stage = _capture_stage(source, store, o["name"], o, o["batch_size"] or 50)
-        with _progress_bar(progress, "capture") as bar, stop_on_signals(stage.stop):
+        with _progress_bar(progress, "capture") as bar, stop_on_signals(stage.stop) as signals:
             def on_frame(stats, counts):
                 bar.update(1)
                 bar.set_postfix(keyframes=counts.kept, refresh=False)
 
             summary = stage.call(on_frame=on_frame)
     click.echo(summary.line())
+    _exit_for(signals, truncated=summary.truncated is not None)
 
 
 @main.command("extract")

@@ -139,6 +139,13 @@ def test_a_truncated_file_keeps_what_decoded_says_where_it_was_cut_and_exits_4(
     assert CUT_AT in (tmp_path / "logs" / "trunc.log").read_text()
 
 
+def test_capture_alone_exits_4_on_a_truncated_file_as_run_does(cut_clip, tmp_path):  # noqa: F811
+    result = _invoke("capture", cut_clip, "--store", tmp_path / "s.zarr", "--name", "trunc", "--no-progress")
+    assert result.exit_code == 4, result.output
+    assert result.output.strip().endswith(f"; {CUT_AT}, what decoded is stored"), result.output
+    assert FaceStore.open(tmp_path / "s.zarr").stream("trunc").num_frames >= 6
+
+
 def test_a_file_cut_before_its_first_frame_leaves_no_empty_stream(cut_clip, model_home, tmp_path):  # noqa: F811
     tiny = tmp_path / "tiny.mp4"
     whole = (cut_clip.parent / "whole.mp4").read_bytes()
