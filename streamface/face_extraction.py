@@ -583,8 +583,3 @@ def restore_previous(writer, start: int) -> list[_Previous]:
         small = similarity_image(decode_image(blob)) if mine.any() else None
         previous.append(_Previous(small, faces.box[mine], tracks.astype(np.int64)))
     return previous
-
-
-# The names other modules used before these were public (ingest resumes with it).
-_similarity_image = similarity_image
-_restore_previous = restore_previous

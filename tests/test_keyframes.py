@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from streamface import kernels
-from streamface.face_extraction import _similarity_image
+from streamface.face_extraction import similarity_image
 from streamface.keyframes import KeyframeSelector
 
 
@@ -61,7 +61,7 @@ def test_a_kept_frame_carries_the_image_track_matching_compares(skynews_frames):
         kept += selector.offer(index, frame)
     assert len(kept) == 3
     for candidate in kept:
-        np.testing.assert_array_equal(candidate.small, _similarity_image(candidate.rgb))
+        np.testing.assert_array_equal(candidate.small, similarity_image(candidate.rgb))
 
 
 def box_blur(frame, radius=3):
