@@ -3,7 +3,7 @@
 An online tree over face embeddings. Every node holds a value, the mean of the
 vectors below it, and a descendant count; the tree's leaves are *end nodes*, one
 per identity (a cluster of inserted vectors with one label). The tree lives in
-flat C arrays (``streamface.kernels._hri``); this module checks arguments,
+flat C arrays (``streamface.kernels.hri``); this module checks arguments,
 serialises access, and saves/loads the tree.
 
 Insert rules (``mode=``; docs/hri.md has their labels measured against the original
@@ -75,7 +75,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streamface.kernels import _hri
+from streamface.kernels import hri as hri_core
 
 __all__ = [
     "CorruptIndexError",
@@ -341,7 +341,7 @@ class HierarchicalRetrievalIndex:
         return array.shape[0]
 
     def _new_core(self, dim: int):
-        return _hri.HRICore(dim, self._metric_code, self.threshold, self._mode_code,
+        return hri_core.HRICore(dim, self._metric_code, self.threshold, self._mode_code,
                             self.beam, self.max_children)
 
     # ------------------------------------------------------------------
@@ -391,7 +391,7 @@ class HierarchicalRetrievalIndex:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise HRIError(f"k must be a positive int, got {k!r}")
         if threads is None:
-            threads = _hri.default_threads()
+            threads = hri_core.default_threads()
         elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
             raise HRIError(f"threads must be a positive int or None, got {threads!r}")
         if beam is None:

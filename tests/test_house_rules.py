@@ -1,0 +1,93 @@
+"""Rules the code keeps that no linter checks for us.
+
+The layer contract itself is ``.importlinter`` (checked by ``.ci/lint_imports.py``); these are
+the rules beside it, read from the sources with :mod:`ast`:
+
+- no private name crosses a module boundary: ``from a import _b`` only inside ``a``, and a
+  private module ``pkg._mod`` (a Cython extension) only from inside ``pkg``;
+- code does not cite documents that are not in the repository.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+#: Folder in the repository -> its import name (the package-dir mapping of pyproject.toml).
+PACKAGES = {"streamface": "streamface", "engine": "streamface.engine", "kernels": "streamface.kernels"}
+OUTSIDE_DOCUMENTS = ("SEED_NOTES", "SEED_README", "DESIGN.md")
+
+
+def _sources():
+    for folder, name in PACKAGES.items():
+        for path in sorted((REPO / folder).rglob("*.py")):
+            parts = list(path.relative_to(REPO / folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            yield path, ".".join([name, *parts]), path.name == "__init__.py"
+
+
+def _private_part(dotted: str) -> str | None:
+    """The dotted prefix that owns the first private part of ``dotted`` (None if all public)."""
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if part.startswith("_") and not part.startswith("__"):
+            return ".".join(parts[:i])
+    return None
+
+
+def _inside(module: str, owner: str) -> bool:
+    return module == owner or module.startswith(owner + ".")
+
+
+def private_imports(source: str, module: str, is_package: bool = False) -> list[str]:
+    """``line: name`` for each import in ``source`` (the code of ``module``) of a private name
+    owned by another module."""
+    package = module if is_package else module.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                origin = f"{base}.{node.module}" if node.module else base
+            else:
+                origin = node.module or ""
+            names = [origin] + [f"{origin}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        else:
+            continue
+        for name in names:
+            owner = _private_part(name)
+            if owner is not None and owner.startswith("streamface") and not _inside(module, owner):
+                found.append(f"{node.lineno}: {name}")
+    return found
+
+
+def test_no_private_name_is_imported_from_another_module():
+    found = [f"{path.relative_to(REPO)}:{hit}" for path, module, is_package in _sources()
+             for hit in private_imports(path.read_text(), module, is_package)]
+    assert found == []
+
+
+def test_the_rule_finds_a_private_import_across_modules():
+    source = ("from streamface.ingest import _Timed\n"
+              "from streamface.kernels import _hri\n"
+              "import streamface.kernels._quality\n"
+              "from streamface.store import names\n"
+              "from ._validate import check\n")
+    assert private_imports(source, "streamface.pipeline") == [
+        "1: streamface.ingest._Timed", "2: streamface.kernels._hri", "3: streamface.kernels._quality"]
+    # A kernel wrapper reading its own package's extension and helpers is inside the owner.
+    assert private_imports(source, "streamface.kernels.quality") == ["1: streamface.ingest._Timed"]
+
+
+@pytest.mark.parametrize("folder", sorted(PACKAGES))
+def test_code_cites_only_documents_in_the_repository(folder):
+    cited = [f"{path.relative_to(REPO)}: {word}"
+             for path in sorted((REPO / folder).rglob("*"))
+             if path.suffix in (".py", ".pyx") for word in OUTSIDE_DOCUMENTS if word in path.read_text()]
+    assert cited == []
