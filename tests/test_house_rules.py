@@ -11,6 +11,7 @@ the rules beside it, read from the sources with :mod:`ast`:
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,13 @@ def test_code_cites_only_documents_in_the_repository(folder):
              for path in sorted((REPO / folder).rglob("*"))
              if path.suffix in (".py", ".pyx") for word in OUTSIDE_DOCUMENTS if word in path.read_text()]
     assert cited == []
+
+
+def test_every_module_of_the_package_has_its_place_in_the_layer_contract():
+    """A module left out of ``.importlinter``'s layers would be checked by nothing."""
+    contract = (REPO / ".importlinter").read_text()
+    named = set(re.findall(r"\bstreamface(?:\.\w+)?", contract))
+    modules = {f"streamface.{p.stem}" for p in (REPO / "streamface").glob("*.py") if p.stem != "__init__"}
+    packages = {f"streamface.{p.parent.name}" for p in (REPO / "streamface").glob("*/__init__.py")}
+    missing = sorted((modules | packages | {"streamface.engine", "streamface.kernels"}) - named)
+    assert missing == []
