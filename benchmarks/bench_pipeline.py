@@ -39,7 +39,8 @@ Cases (medians of ``--repeat`` runs):
   ``cpu_ms_per_kept_keyframe``, the CPU ms per kept keyframe outside decode and model
   inference, and its parts (selection, crops/alignment, frame encoding, store writes,
   other), with ``--baseline REF`` side by side with that git ref built beside this tree,
-  in interleaved rounds of fresh subprocesses (``cpu_per_keyframe.py``).
+  in interleaved rounds of fresh subprocesses (``cpu_per_keyframe.py``);
+  ``--zarrs-experiment`` adds this tree with the zarrs codec pipeline.
 
 Models come from the user's cache (``STREAMFACE_HOME``), prepared on first use.
 """
@@ -387,6 +388,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--cpu-budget-only", action="store_true", help="only that figure")
     parser.add_argument("--baseline", default=None, metavar="REF",
                         help="git ref whose tree the CPU budget is compared with, side by side")
+    parser.add_argument("--zarrs-experiment", action="store_true",
+                        help="CPU budget also with the zarrs codec pipeline (an experiment)")
     parser.add_argument("--ingest-child", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.clip.is_file():
@@ -400,7 +403,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.cpu_budget or args.cpu_budget_only:
         from cpu_per_keyframe import compare, print_comparison  # type: ignore[import-not-found]
 
-        result["cpu_budget"] = compare(args.clip, args.baseline, args.repeat)
+        result["cpu_budget"] = compare(args.clip, args.baseline, args.repeat, zarrs=args.zarrs_experiment)
         result["cpu_ms_per_kept_keyframe"] = result["cpu_budget"]["cpu_ms_per_kept_keyframe"]
     if args.cpu_budget_only:
         print(f"clip {args.clip.name}; {result['hardware'].get('cpu')}")

@@ -11,6 +11,21 @@ repeat; smooth gradients plus noise otherwise.
 Run::
 
     .venv/bin/python benchmarks/bench_store.py [--faces 100000] [--batch 256] [--json out.json]
+        [--codec-pipelines default zarrs] [--clip CLIP [--baseline REF]]
+        [--crop-jpeg [--contact-sheet PNG]]
+
+``--codec-pipelines`` repeats the append/read run under each zarr codec pipeline named
+(``zarrs``: the ``zarrs`` package's Rust pipeline), side by side, with the process CPU.
+
+``--clip`` stores the clip through ``streamface run``'s pipeline (this tree and, with
+``--baseline``, that git ref beside it; ``cpu_per_keyframe.py``) and reports the bytes of
+every array, ``bytes_per_face`` (all ``faces/`` arrays) and ``bytes_per_kept_frame`` (all
+``frames/`` arrays) of what was really stored.
+
+``--crop-jpeg`` is an experiment that changes nothing in the store: the seed's real face
+crops (``skynews/faces``) encoded as JPEG at several qualities, bytes per crop (scaled to
+a full 256x256 crop) against the stored raw crop's bytes, and the error; with
+``--contact-sheet`` a PNG of original | JPEG | 4x difference, side by side.
 """
 
 from __future__ import annotations
@@ -156,6 +171,68 @@ def run(n_faces: int, batch: int, directory: Path, seed_dir: Path | None) -> dic
     }
 
 
+def run_codec_pipelines(names: list[str], n_faces: int, batch: int, directory: Path,
+                        seed_dir: Path | None) -> dict:
+    """:func:`run` under each zarr codec pipeline, with its process CPU seconds."""
+    import zarr
+
+    paths = {"default": "zarr.core.codec_pipeline.BatchedCodecPipeline",
+             "zarrs": "zarrs.ZarrsCodecPipeline"}
+    out = {}
+    for name in names:
+        sub = directory / name
+        sub.mkdir()
+        # Strict: an array the pipeline cannot write is an error, not a silent fall-back.
+        with zarr.config.set({"codec_pipeline.path": paths.get(name, name), "codec_pipeline.strict": True}):
+            cpu = time.process_time()
+            got = run(n_faces, batch, sub, seed_dir)
+            got["cpu_s"] = round(time.process_time() - cpu, 2)
+        out[name] = got
+    return out
+
+
+def crop_jpeg(seed_faces: Path, qualities=(70, 80, 85, 90, 95), contact_sheet: Path | None = None,
+              sheet_quality: int = 85) -> dict:
+    """Bytes and error of the seed's real face crops as JPEG (an experiment; see above)."""
+    import simplejpeg
+    from PIL import Image
+
+    crops = []
+    for png in sorted(seed_faces.glob("*.png")):
+        with Image.open(png) as im:
+            crops.append(np.ascontiguousarray(np.asarray(im.convert("RGB"))))
+    out = {"crops": len(crops), "qualities": {}}
+    for q in qualities:
+        sizes, errors, psnrs, full = [], [], [], []
+        for crop in crops:
+            blob = simplejpeg.encode_jpeg(crop, quality=q, colorspace="RGB", colorsubsampling="420")
+            back = simplejpeg.decode_jpeg(blob, colorspace="RGB").astype(np.float64)
+            diff = back - crop
+            sizes.append(len(blob))
+            full.append(len(blob) * (CROP * CROP) / (crop.shape[0] * crop.shape[1]))
+            errors.append(np.abs(diff).mean())
+            psnrs.append(10 * np.log10(255.0 ** 2 / max((diff ** 2).mean(), 1e-12)))
+        out["qualities"][q] = {"bytes_median": float(np.median(sizes)),
+                               "bytes_per_256px_crop_median": float(np.median(full)),
+                               "bytes_per_256px_crop_max": float(np.max(full)),
+                               "mean_abs_error": float(np.mean(errors)), "psnr_db_median": float(np.median(psnrs))}
+    if contact_sheet is not None:
+        rows = []
+        for crop in crops[:8]:
+            blob = simplejpeg.encode_jpeg(crop, quality=sheet_quality, colorspace="RGB", colorsubsampling="420")
+            back = simplejpeg.decode_jpeg(blob, colorspace="RGB")
+            diff = np.clip(np.abs(back.astype(np.int16) - crop) * 4, 0, 255).astype(np.uint8)
+            tile = np.zeros((CROP, 3 * CROP, 3), np.uint8)
+            h, w = crop.shape[:2]
+            for k, img in enumerate((crop, back, diff)):
+                tile[:h, k * CROP:k * CROP + w] = img
+            rows.append(tile)
+        Image.fromarray(np.concatenate(rows)).save(contact_sheet)
+        out["contact_sheet"] = {"path": str(contact_sheet), "quality": sheet_quality,
+                                "columns": "original | JPEG | 4x |difference|"}
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--faces", type=int, default=100_000, help="faces to write (default 100000)")
@@ -163,6 +240,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dir", type=Path, default=None, help="where to put the store (default: a temp dir)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     parser.add_argument("--synthetic", action="store_true", help="don't use the seed's face crops")
+    parser.add_argument("--codec-pipelines", nargs="+", default=None, metavar="NAME",
+                        help="repeat the run under each codec pipeline: default, zarrs (see above)")
+    parser.add_argument("--clip", type=Path, default=None, help="store this clip through the pipeline")
+    parser.add_argument("--baseline", default=None, metavar="REF", help="with --clip: also this git ref")
+    parser.add_argument("--crop-jpeg", action="store_true", help="face crops as JPEG (an experiment)")
+    parser.add_argument("--contact-sheet", type=Path, default=None, help="with --crop-jpeg: write this PNG")
     args = parser.parse_args(argv)
 
     seed_dir = None if args.synthetic else REPO.parent / "shared" / "data" / "skynews"
@@ -170,10 +253,30 @@ def main(argv: list[str] | None = None) -> dict:
         seed_dir = None
     tmp = Path(tempfile.mkdtemp(prefix="bench_store_", dir=args.dir))
     try:
-        result = run(args.faces, args.batch, tmp, seed_dir)
+        if args.codec_pipelines:
+            pipelines = run_codec_pipelines(args.codec_pipelines, args.faces, args.batch, tmp, seed_dir)
+            result = dict(pipelines[args.codec_pipelines[0]])
+            result["codec_pipelines"] = pipelines
+        else:
+            result = run(args.faces, args.batch, tmp, seed_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     result["hardware"] = hardware()
+    if args.clip is not None:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from cpu_per_keyframe import prepare_baseline, run_child  # type: ignore[import-not-found]
+
+        trees = {"current": None}
+        if args.baseline is not None:
+            trees = {"baseline": prepare_baseline(args.baseline), "current": None}
+        result["clip"] = {"path": str(args.clip), "baseline_ref": args.baseline}
+        for name, tree in trees.items():
+            got = run_child(args.clip, tree)
+            result["clip"][name] = {k: got[k] for k in ("tree", "decoded", "kept", "faces", "store_bytes",
+                                                        "store_bytes_total", "bytes_per_kept_frame",
+                                                        "bytes_per_face", "crop_bytes_per_face")}
+    if args.crop_jpeg and seed_dir is not None:
+        result["crop_jpeg"] = crop_jpeg(seed_dir / "faces", contact_sheet=args.contact_sheet)
 
     rows = [("faces", f"{result['faces']} (batches of {result['batch']})"),
             ("crops", f"{CROP}px + {ALIGNED}px aligned + {DIM}-D embedding ({result['crop_source']})"),
@@ -183,6 +286,21 @@ def main(argv: list[str] | None = None) -> dict:
             ("read (metadata only)", f"{result['read_metadata_faces_per_s']:,.0f} faces/s"),
             ("size on disk", f"{result['bytes_per_face']:,.0f} bytes/face "
                              f"(raw {result['raw_bytes_per_face']:,}, ratio {result['compression_ratio']})")]
+    for name, got in result.get("codec_pipelines", {}).items():
+        rows.append((f"pipeline {name}", f"append {got['append_faces_per_s']:,.0f} faces/s, read "
+                                         f"{got['read_faces_per_s']:,.0f} faces/s, {got['cpu_s']} s CPU, "
+                                         f"{got['bytes_per_face']:,.0f} bytes/face"))
+    for name in ("baseline", "current"):
+        got = result.get("clip", {}).get(name)
+        if got:
+            rows.append((f"clip {name}", f"{got['kept']} kept frames, {got['faces']} faces: "
+                                         f"{got['bytes_per_kept_frame']:,.0f} bytes/kept frame, "
+                                         f"{got['bytes_per_face']:,.0f} bytes/face "
+                                         f"(crop {got['crop_bytes_per_face']:,.0f})"))
+    for q, got in result.get("crop_jpeg", {}).get("qualities", {}).items():
+        rows.append((f"crop JPEG q{q}", f"{got['bytes_per_256px_crop_median']:,.0f} bytes/256px crop "
+                                        f"(max {got['bytes_per_256px_crop_max']:,.0f}), error "
+                                        f"{got['mean_abs_error']:.2f}, PSNR {got['psnr_db_median']:.1f} dB"))
     width = max(len(k) for k, _ in rows)
     print("streamface.store benchmark")
     for k, v in rows:

@@ -8,8 +8,9 @@ trees interleaved so each gets the same share of a shared machine's load:
   keyframe selection needs;
 * ``pipeline_cpu_s``: process CPU of ``streamface run``'s :class:`Pipeline` on the clip
   (writes behind the inference, as shipped), models loaded outside it;
-* ``model_cpu_s``: process CPU of the raw detector on the kept frames plus the recognizer
-  on the very crops the pipeline embedded, measured apart;
+* ``model_cpu_s``: process CPU of the raw detector on the kept frames (in the pipeline's
+  batches of 8) plus the recognizer on the very crops the pipeline embedded, measured
+  apart (median of 3);
 * ``cpu_ms_per_kept_keyframe`` = (pipeline - decode - models) / kept frames, in ms.
 
 Its parts, CPU on the threads that run them (``time.thread_time`` around the call,
@@ -85,6 +86,21 @@ def helper_thread_cpu() -> dict[int, float]:
     return out
 
 
+def store_bytes(store: Path) -> dict[str, int]:
+    """Bytes on disk of each array (``frames/<column>``, ``faces/<column>``) of the store's
+    one stream, and ``metadata`` (every ``zarr.json`` and attribute file, totals included)."""
+    sizes: dict[str, int] = {}
+    for path in Path(store).rglob("*"):
+        if not path.is_file():
+            continue
+        parts = path.relative_to(store).parts
+        table = next((i for i, part in enumerate(parts) if part in ("frames", "faces")), None)
+        key = ("metadata" if table is None or path.name == "zarr.json" and len(parts) <= table + 2
+               else "/".join(parts[table:table + 2]))
+        sizes[key] = sizes.get(key, 0) + path.stat().st_size
+    return dict(sorted(sizes.items()))
+
+
 def decode_cpu(clip: Path) -> tuple[int, float]:
     from streamface.engine import VideoDecoder
 
@@ -155,6 +171,7 @@ def pipeline_cpu(clip: Path) -> dict:
             summary = pipeline.call()
             cpu_s = time.process_time() - cpu
             helpers_after = helper_thread_cpu()
+            sizes = store_bytes(Path(summary.capture.store))
     finally:
         for obj, attr, original in saved:
             setattr(obj, attr, original)
@@ -168,11 +185,13 @@ def pipeline_cpu(clip: Path) -> dict:
     }
     return {"cpu_s": cpu_s, "decoded": summary.capture.decoded, "kept": summary.capture.kept,
             "faces": summary.extraction.faces, "parts_cpu_s": parts, "store_helper_threads_cpu_s": helpers,
+            "store_bytes": sizes,
             "_frames": kept_frames, "_crops": kept_crops}
 
 
-def model_cpu(frames: list, crops: list) -> float:
-    """Process CPU of the raw detector on ``frames`` and recognizer on ``crops`` (warmed up)."""
+def model_cpu(frames: list, crops: list, repeat: int = 3) -> float:
+    """Process CPU of the raw detector on ``frames`` and recognizer on ``crops`` (warmed up;
+    the median of ``repeat``: on a loaded machine one run's CPU varies by ~15%)."""
     import numpy as np
 
     from streamface.engine import load_detector, load_recognizer
@@ -182,11 +201,14 @@ def model_cpu(frames: list, crops: list) -> float:
                else np.zeros((0, recognizer.size, recognizer.size, 3), np.uint8))
     detector.detect(frames[:1])
     recognizer.embed_aligned(aligned[:1])
-    cpu = time.process_time()
-    for lo in range(0, len(frames), 8):  # the pipeline's batches of kept frames
-        detector.detect(frames[lo:lo + 8])
-    recognizer.embed_aligned(aligned)
-    return time.process_time() - cpu
+    seconds = []
+    for _ in range(repeat):
+        cpu = time.process_time()
+        for lo in range(0, len(frames), 8):  # the pipeline's batches of kept frames
+            detector.detect(frames[lo:lo + 8])
+        recognizer.embed_aligned(aligned)
+        seconds.append(time.process_time() - cpu)
+    return statistics.median(seconds)
 
 
 def child(clip: Path) -> dict:
@@ -200,11 +222,18 @@ def child(clip: Path) -> dict:
     parts = dict(run.pop("parts_cpu_s"))
     parts["other"] = outside - sum(parts.values())
     kept = max(run["kept"], 1)
+    sizes = run["store_bytes"]
+    frame_bytes = sum(v for k, v in sizes.items() if k.startswith("frames/"))
+    face_bytes = sum(v for k, v in sizes.items() if k.startswith("faces/"))
     return {"tree": str(Path(streamface.__file__).resolve().parents[1]), "decoded_only": frames,
             "decode_cpu_s": decode_s, "pipeline_cpu_s": run["cpu_s"], "model_cpu_s": models_s,
             "outside_cpu_s": outside, "decoded": run["decoded"], "kept": run["kept"],
             "faces": run["faces"], "store_helper_threads_cpu_s": run["store_helper_threads_cpu_s"],
             "cpu_ms_per_kept_keyframe": 1e3 * outside / kept,
+            "store_bytes": sizes, "store_bytes_total": sum(sizes.values()),
+            "bytes_per_kept_frame": frame_bytes / kept,
+            "bytes_per_face": face_bytes / max(run["faces"], 1),
+            "crop_bytes_per_face": sizes.get("faces/crop", 0) / max(run["faces"], 1),
             "parts_ms_per_kept_keyframe": {k: 1e3 * v / kept for k, v in parts.items()}}
 
 
@@ -238,11 +267,12 @@ def prepare_baseline(ref: str, root: Path | None = None) -> Path:
     return layout
 
 
-def run_child(clip: Path, pythonpath: Path | None) -> dict:
-    env = dict(os.environ)
+def run_child(clip: Path, pythonpath: Path | None, extra_env: dict | None = None) -> dict:
+    env = dict(os.environ, **(extra_env or {}))
     if pythonpath is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(pythonpath)] + [p for p in [env.get("PYTHONPATH")] if p])
-    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(clip)],
+    # The child runs in the temporary directory: a relative clip path is this one's.
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve()), str(Path(clip).resolve())],
                           capture_output=True, text=True, env=env, cwd=tempfile.gettempdir(), check=False)
     if done.returncode != 0:
         raise RuntimeError(f"CPU budget child failed ({pythonpath or 'this tree'}): "
@@ -263,23 +293,34 @@ def summarise(rounds: list[dict]) -> dict:
         return statistics.median(r[key] for r in rounds)
     out = {key: median(key) for key in ("decode_cpu_s", "pipeline_cpu_s", "model_cpu_s", "outside_cpu_s",
                                          "store_helper_threads_cpu_s", "cpu_ms_per_kept_keyframe")}
-    out.update({key: rounds[0][key] for key in ("tree", "decoded", "kept", "faces")})
+    out.update({key: rounds[0][key] for key in ("tree", "decoded", "kept", "faces", "store_bytes",
+                                                 "store_bytes_total", "bytes_per_kept_frame",
+                                                 "bytes_per_face", "crop_bytes_per_face")})
     out["parts_ms_per_kept_keyframe"] = {
         part: statistics.median(r["parts_ms_per_kept_keyframe"][part] for r in rounds) for part in PARTS}
     out["rounds"] = rounds
     return out
 
 
-def compare(clip: Path, baseline: str | None, repeat: int) -> dict:
-    """This tree and (optionally) the baseline ref, ``repeat`` interleaved rounds each."""
-    trees: dict[str, Path | None] = {"current": None}
+#: zarr-python reads its configuration from ZARR_* variables (donfig): this runs a
+#: child's store writes through the zarrs package's Rust codec pipeline, strict (an
+#: array zarrs cannot write is an error instead of a silent fall-back to zarr-python's).
+ZARRS_ENV = {"ZARR_CODEC_PIPELINE__PATH": "zarrs.ZarrsCodecPipeline", "ZARR_CODEC_PIPELINE__STRICT": "True"}
+
+
+def compare(clip: Path, baseline: str | None, repeat: int, zarrs: bool = False) -> dict:
+    """This tree and (optionally) the baseline ref, ``repeat`` interleaved rounds each;
+    ``zarrs``: also this tree with the zarrs codec pipeline (an experiment, ``current_zarrs``)."""
+    trees: dict[str, tuple] = {"current": (None, None)}
     if baseline is not None:
-        trees = {"baseline": prepare_baseline(baseline), "current": None}
+        trees = {"baseline": (prepare_baseline(baseline), None), "current": (None, None)}
+    if zarrs:
+        trees["current_zarrs"] = (None, ZARRS_ENV)
     rounds: dict[str, list] = {name: [] for name in trees}
     load_before = load_average()
     for _ in range(repeat):
-        for name, path in trees.items():
-            rounds[name].append(run_child(clip, path))
+        for name, (path, env) in trees.items():
+            rounds[name].append(run_child(clip, path, env))
     out = {"load_average_before": load_before, "load_average_after": load_average(), "repeat": repeat}
     if baseline is not None:
         out["baseline_ref"] = subprocess.run(["git", "-C", str(REPO), "rev-parse", baseline],
@@ -296,7 +337,7 @@ def compare(clip: Path, baseline: str | None, repeat: int) -> dict:
 
 
 def print_comparison(r: dict) -> None:
-    names = [n for n in ("baseline", "current") if n in r]
+    names = [n for n in ("baseline", "current", "current_zarrs") if n in r]
     print(f"CPU ms per kept keyframe outside decode and inference (medians of {r['repeat']} rounds; "
           f"load average {r['load_average_before']} -> {r['load_average_after']})")
     print(f"{'':<22}" + "".join(f"{n:>12}" for n in names))
@@ -307,6 +348,8 @@ def print_comparison(r: dict) -> None:
     print(f"{'cpu_ms_per_kept_kf':<22}" + "".join(f"{r[n]['cpu_ms_per_kept_keyframe']:>12.1f}" for n in names))
     for part in PARTS:
         print(f"  {part:<20}" + "".join(f"{r[n]['parts_ms_per_kept_keyframe'][part]:>12.1f}" for n in names))
+    print(f"{'bytes_per_kept_frame':<22}" + "".join(f"{r[n]['bytes_per_kept_frame']:>12.0f}" for n in names))
+    print(f"{'bytes_per_face':<22}" + "".join(f"{r[n]['bytes_per_face']:>12.0f}" for n in names))
     if "ratio_current_to_baseline" in r:
         print(f"current / baseline (median of per-round ratios): {r['ratio_current_to_baseline']:.2f}")
 
