@@ -8,10 +8,16 @@ trees interleaved so each gets the same share of a shared machine's load:
   keyframe selection needs;
 * ``pipeline_cpu_s``: process CPU of ``streamface run``'s :class:`Pipeline` on the clip
   (writes behind the inference, as shipped), models loaded outside it;
-* ``model_cpu_s``: process CPU of the raw detector on the kept frames (in the pipeline's
-  batches of 8) plus the recognizer on the very crops the pipeline embedded, measured
-  apart (median of 3);
-* ``cpu_ms_per_kept_keyframe`` = (pipeline - decode - models) / kept frames, in ms.
+* ``model_cpu_s``: the models' CPU in that run: the detector's and recognizer's calls on
+  the inference thread (``time.thread_time``) plus ONNX Runtime's pool threads (every
+  thread Python did not start that is alive after the run, from ``/proc``; FFmpeg's
+  decoding threads have ended by then);
+* ``cpu_ms_per_kept_keyframe`` = (pipeline - decode - models) / kept frames, in ms;
+* ``model_cpu_alone_s``: the raw detector on the kept frames (in the pipeline's batches of
+  8) plus the recognizer on the very crops the pipeline embedded, measured apart (median
+  of 3), and ``cpu_ms_per_kept_keyframe_models_apart``, the figure with it instead: the
+  models cost more CPU inside the loaded pipeline than alone, and that difference is
+  inference, not the work outside it.
 
 Its parts, CPU on the threads that run them (``time.thread_time`` around the call,
 ``pthread_getcpuclockid`` for helper threads):
@@ -86,6 +92,31 @@ def helper_thread_cpu() -> dict[int, float]:
     return out
 
 
+def native_thread_cpu() -> dict[int, float]:
+    """CPU seconds of every live thread that Python did not start, by thread id (Linux).
+
+    In the pipeline these are ONNX Runtime's intra-op pools (FFmpeg's decoding threads
+    end with their decoder, before this is read); an empty dict off Linux.
+    """
+    python = {t.native_id for t in threading.enumerate()}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    out = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in map(int, tids):
+        if tid in python:
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/stat", encoding="ascii") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:  # ended meanwhile
+            continue
+        out[tid] = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+    return out
+
+
 def store_bytes(store: Path) -> dict[str, int]:
     """Bytes on disk of each array (``frames/<column>``, ``faces/<column>``) of the store's
     one stream, and ``metadata`` (every ``zarr.json`` and attribute file, totals included)."""
@@ -132,6 +163,7 @@ def pipeline_cpu(clip: Path) -> dict:
     batch_commit.BatchCommit.__call__ = timer.wrap("batch_commit", batch_commit.BatchCommit.__call__)
     kept_frames: list = []
     kept_crops: list = []
+    made: list = []
     try:
         with tempfile.TemporaryDirectory() as tmp:
             capture = stream_capture.StreamCapture("bench", str(clip), tmp, batch_size=8,
@@ -147,6 +179,7 @@ def pipeline_cpu(clip: Path) -> dict:
                     kept_frames.extend(frames)
                     return detect(frames)
                 extractor.detector.detect = timer.wrap("detection", detect_and_keep)
+                made.append(extractor)
                 return extractor
 
             def analyzer_factory():
@@ -156,7 +189,8 @@ def pipeline_cpu(clip: Path) -> dict:
                 def embed_and_keep(crops):
                     kept_crops.append(np.array(crops, copy=True))
                     return embed_aligned(crops)
-                analyzer.recognizer.embed_aligned = embed_and_keep
+                analyzer.recognizer.embed_aligned = timer.wrap("embedding", embed_and_keep)
+                made.append(analyzer)  # its sessions (and their threads) outlive the run
                 return analyzer
             extraction.make_extractor, analysis.make_analyzer = extractor_factory, analyzer_factory
             # Load the models (and zarr's machinery) outside the measurement.
@@ -166,17 +200,21 @@ def pipeline_cpu(clip: Path) -> dict:
             kept_frames.clear()
             kept_crops.clear()
             pipeline = Pipeline(capture, extraction, analysis)
-            helpers_before = helper_thread_cpu()
+            helpers_before, native_before = helper_thread_cpu(), native_thread_cpu()
             cpu = time.process_time()
             summary = pipeline.call()
             cpu_s = time.process_time() - cpu
-            helpers_after = helper_thread_cpu()
+            helpers_after, native_after = helper_thread_cpu(), native_thread_cpu()
             sizes = store_bytes(Path(summary.capture.store))
     finally:
         for obj, attr, original in saved:
             setattr(obj, attr, original)
     helpers = sum(v - helpers_before.get(k, 0.0) for k, v in helpers_after.items())
     t = timer.cpu_s
+    # The models' CPU in the run: their calls on the inference thread, and their pools.
+    pools = sum(v - native_before.get(k, 0.0) for k, v in native_after.items())
+    models_in_run = t.get("detection", 0.0) + t.get("embedding", 0.0) + pools
+    made.clear()
     parts = {
         "selection": t.get("selection", 0.0),
         "crops_alignment": t.get("extractor_process", 0.0) - t.get("detection", 0.0),
@@ -185,7 +223,7 @@ def pipeline_cpu(clip: Path) -> dict:
     }
     return {"cpu_s": cpu_s, "decoded": summary.capture.decoded, "kept": summary.capture.kept,
             "faces": summary.extraction.faces, "parts_cpu_s": parts, "store_helper_threads_cpu_s": helpers,
-            "store_bytes": sizes,
+            "store_bytes": sizes, "model_cpu_in_run_s": models_in_run, "model_pool_threads_cpu_s": pools,
             "_frames": kept_frames, "_crops": kept_crops}
 
 
@@ -218,7 +256,8 @@ def child(clip: Path) -> dict:
     frames, decode_s = decode_cpu(clip)
     run = pipeline_cpu(clip)
     models_s = model_cpu(run.pop("_frames"), run.pop("_crops"))
-    outside = run["cpu_s"] - decode_s - models_s
+    models_in_run = run["model_cpu_in_run_s"]
+    outside = run["cpu_s"] - decode_s - models_in_run
     parts = dict(run.pop("parts_cpu_s"))
     parts["other"] = outside - sum(parts.values())
     kept = max(run["kept"], 1)
@@ -226,10 +265,13 @@ def child(clip: Path) -> dict:
     frame_bytes = sum(v for k, v in sizes.items() if k.startswith("frames/"))
     face_bytes = sum(v for k, v in sizes.items() if k.startswith("faces/"))
     return {"tree": str(Path(streamface.__file__).resolve().parents[1]), "decoded_only": frames,
-            "decode_cpu_s": decode_s, "pipeline_cpu_s": run["cpu_s"], "model_cpu_s": models_s,
+            "decode_cpu_s": decode_s, "pipeline_cpu_s": run["cpu_s"], "model_cpu_s": models_in_run,
+            "model_cpu_alone_s": models_s, "model_pool_threads_cpu_s": run["model_pool_threads_cpu_s"],
             "outside_cpu_s": outside, "decoded": run["decoded"], "kept": run["kept"],
             "faces": run["faces"], "store_helper_threads_cpu_s": run["store_helper_threads_cpu_s"],
             "cpu_ms_per_kept_keyframe": 1e3 * outside / kept,
+            # The issue's first estimate: the models' CPU measured apart, not in the run.
+            "cpu_ms_per_kept_keyframe_models_apart": 1e3 * (run["cpu_s"] - decode_s - models_s) / kept,
             "store_bytes": sizes, "store_bytes_total": sum(sizes.values()),
             "bytes_per_kept_frame": frame_bytes / kept,
             "bytes_per_face": face_bytes / max(run["faces"], 1),
@@ -291,8 +333,10 @@ def summarise(rounds: list[dict]) -> dict:
     """Medians over rounds of every figure of :func:`child`."""
     def median(key):
         return statistics.median(r[key] for r in rounds)
-    out = {key: median(key) for key in ("decode_cpu_s", "pipeline_cpu_s", "model_cpu_s", "outside_cpu_s",
-                                         "store_helper_threads_cpu_s", "cpu_ms_per_kept_keyframe")}
+    out = {key: median(key) for key in ("decode_cpu_s", "pipeline_cpu_s", "model_cpu_s", "model_cpu_alone_s",
+                                         "model_pool_threads_cpu_s", "outside_cpu_s",
+                                         "store_helper_threads_cpu_s", "cpu_ms_per_kept_keyframe",
+                                         "cpu_ms_per_kept_keyframe_models_apart")}
     out.update({key: rounds[0][key] for key in ("tree", "decoded", "kept", "faces", "store_bytes",
                                                  "store_bytes_total", "bytes_per_kept_frame",
                                                  "bytes_per_face", "crop_bytes_per_face")})
@@ -341,13 +385,15 @@ def print_comparison(r: dict) -> None:
     print(f"CPU ms per kept keyframe outside decode and inference (medians of {r['repeat']} rounds; "
           f"load average {r['load_average_before']} -> {r['load_average_after']})")
     print(f"{'':<22}" + "".join(f"{n:>12}" for n in names))
-    for key in ("decode_cpu_s", "model_cpu_s", "pipeline_cpu_s", "outside_cpu_s"):
+    for key in ("decode_cpu_s", "model_cpu_s", "model_cpu_alone_s", "pipeline_cpu_s", "outside_cpu_s"):
         print(f"{key:<22}" + "".join(f"{r[n][key]:>12.3f}" for n in names))
     print(f"{'kept / decoded':<22}" + "".join(f"{str(r[n]['kept']) + '/' + str(r[n]['decoded']):>12}"
                                             for n in names))
     print(f"{'cpu_ms_per_kept_kf':<22}" + "".join(f"{r[n]['cpu_ms_per_kept_keyframe']:>12.1f}" for n in names))
     for part in PARTS:
         print(f"  {part:<20}" + "".join(f"{r[n]['parts_ms_per_kept_keyframe'][part]:>12.1f}" for n in names))
+    print(f"{'(models apart)':<22}" + "".join(f"{r[n]['cpu_ms_per_kept_keyframe_models_apart']:>12.1f}"
+                                            for n in names))
     print(f"{'bytes_per_kept_frame':<22}" + "".join(f"{r[n]['bytes_per_kept_frame']:>12.0f}" for n in names))
     print(f"{'bytes_per_face':<22}" + "".join(f"{r[n]['bytes_per_face']:>12.0f}" for n in names))
     if "ratio_current_to_baseline" in r:

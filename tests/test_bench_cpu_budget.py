@@ -37,6 +37,10 @@ def test_child_accounts_for_the_pipelines_cpu(clip):
     assert 0 < got["kept"] <= got["decoded"] and got["faces"] > 0
     outside = got["pipeline_cpu_s"] - got["decode_cpu_s"] - got["model_cpu_s"]
     assert math.isclose(got["outside_cpu_s"], outside, rel_tol=1e-9)
+    # The models' CPU in the run (calls + ONNX Runtime's pools) and alone are both real
+    # figures of the same work: within a factor of two of each other.
+    assert got["model_pool_threads_cpu_s"] >= 0
+    assert 0.5 < got["model_cpu_s"] / got["model_cpu_alone_s"] < 2
     parts = got["parts_ms_per_kept_keyframe"]
     assert set(parts) == set(cpu_per_keyframe.PARTS)
     assert math.isclose(sum(parts.values()), got["cpu_ms_per_kept_keyframe"], rel_tol=1e-6)
