@@ -105,7 +105,7 @@ class FaceExtractor:
     Keeps the last two frames for track matching between calls.
     """
 
-    def __init__(self, detector, *, conf_threshold=None, size_threshold=0.005, blur_threshold=25,
+    def __init__(self, detector, *, conf_threshold=None, size_threshold=0.002, blur_threshold=25,
                  match_thresholds=(0.75, 0.75), face_size=(256, 256), aligned_size=(128, 128),
                  padding=0.5, margin=1.0, threads=1, crops=False):
         self.detector = detector
@@ -290,7 +290,14 @@ class FaceExtraction:
     conf_threshold : float or None, default None
         Keep faces scoring above this; None uses the detector's own threshold
         (YuNet 0.86; the seed's 0.95 was on RetinaFace's scale).
-    size_threshold, blur_threshold, match_thresholds, face_size, aligned_size, padding, margin
+    size_threshold : float, default 0.002
+        Keep faces whose box covers more than this fraction of the frame: 64 px faces at
+        1080p, 43 px at 720p. The seed's 0.005 (102 px at 1080p, 68 px at 720p) dropped
+        people in the wide shots of TV footage that YuNet finds and SFace embeds well: on
+        tv/fotb it lost 3 of 52 named faces (46-50 px) and capped clustering at BCubed F
+        0.945; at 0.002 they are kept, clustered without a wrong merge (F 0.982), and
+        skynews scores the same (docs/clustering.md).
+    blur_threshold, match_thresholds, face_size, aligned_size, padding, margin
         The seed's meaning and defaults.
     resume : bool, default True
         Continue after the last frame that has stored faces; False refuses a
@@ -314,7 +321,7 @@ class FaceExtraction:
     """
 
     def __init__(self, input_dir, output_dir, detection=None, batch_size=32, conf_threshold=None,
-                 size_threshold=0.005, blur_threshold=25, match_thresholds=(0.75, 0.75),
+                 size_threshold=0.002, blur_threshold=25, match_thresholds=(0.75, 0.75),
                  face_size=(256, 256), aligned_size=(128, 128), padding=0.5, margin=1.0,
                  resume=True, log_interval=100, *, name=None, export=True, device="auto",
                  backend="auto", threads=1, store=None, crops=False, labels_from_folders=False):

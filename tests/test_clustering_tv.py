@@ -7,12 +7,12 @@ over the named faces. The frames are linked into a seed ``frames/`` folder with
 seed-style names (``fotb_frame_<time>.jpg``, the time its second in the clip), so face ids
 name their frame.
 
-Two extractions: the defaults (the seed's size filter drops 3 named faces smaller than
-0.5 % of the frame, so the best reachable BCubed F is 0.945), and ``size_threshold=0``
-(the setting of the issue's measurement, 1 named face missed by the detector): the
-issue's targets apply there. With both, every named face that reached the store is
-clustered right (precision 1, recall lost only to faces the extraction did not keep), and
-no cluster holds two faces of one frame.
+Two extractions: the defaults (1 named face missed, by the detector), where the issue's
+targets apply, and the seed's size filter (``size_threshold=0.005``), which drops 3 named
+faces of 46-50 px (under 0.5 % of a 720p frame) and so caps BCubed F at 0.945 — why the
+default is 0.002. With both, every named face that reached the store is clustered right
+(precision 1, recall lost only to faces the extraction did not keep), and no cluster holds
+two faces of one frame.
 """
 
 from __future__ import annotations
@@ -68,9 +68,9 @@ def _extract(frames_dir, out, **options):
 
 @pytest.fixture(scope="module")
 def extracted(fotb_frames, model_home, tmp_path_factory):  # noqa: F811
-    """The store stream of each extraction: {"default": ..., "all sizes": ...}."""
+    """The store stream of each extraction: {"default": ..., "seed size": ...}."""
     return {"default": _extract(fotb_frames, tmp_path_factory.mktemp("fotb-default")),
-            "all sizes": _extract(fotb_frames, tmp_path_factory.mktemp("fotb-all"), size_threshold=0.0)}
+            "seed size": _extract(fotb_frames, tmp_path_factory.mktemp("fotb-seed"), size_threshold=0.005)}
 
 
 def named_rows(fotb, features_path):
@@ -125,11 +125,11 @@ def test_fotb_identities_with_every_threshold_at_its_default(fotb, extracted, me
         # Every named face the extraction kept is with its own people, and only with them.
         perfect = score(_ideal(rows, truth), rows, truth)
         assert s.bcubed[0] == 1.0 and s.bcubed == pytest.approx(perfect.bcubed), kind
-    default, all_sizes = results["default"], results["all sizes"]
-    assert default[1] == 3 and all_sizes[1] == 1  # the seed's size filter, then the detector
-    s = all_sizes[0]
+    default, seed_size = results["default"], results["seed size"]
+    assert default[1] == 1 and seed_size[1] == 3  # the detector; the seed's size filter drops 2 more
+    s = default[0]
     assert s.bcubed[2] >= 0.97 and s.pairwise[2] >= 0.95 and s.bcubed[0] >= 0.99  # the issue's targets
-    assert default[0].bcubed[2] >= 0.945 - 1e-3  # the best the default extraction's 49 faces allow
+    assert seed_size[0].bcubed[2] >= 0.945 - 1e-3  # the best the seed filter's 49 faces allow
 
 
 def _ideal(rows, truth):
@@ -143,7 +143,7 @@ def _ideal(rows, truth):
 
 def test_the_seeds_complete_linkage_splits_the_same_faces(fotb, extracted, tmp_path):
     """The cause the issue measured: the seed's complete linkage at the same cut under-merges (recall short)."""
-    path = extracted["all sizes"]
+    path = extracted["default"]
     result = FaceClustering(path, output_dir=tmp_path, linkage="complete", write_store=False, verbose=False).call()
     rows, truth = named_rows(fotb, path)
     s = score(result.labels, rows, truth)

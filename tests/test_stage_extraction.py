@@ -48,7 +48,7 @@ def test_faces_pass_the_confidence_and_size_filters(extracted):  # noqa: F811
     frames = stream.read_frames()
     area = (frames.width * frames.height).astype(float)[faces.frame]
     assert (faces.score >= YuNet.DEFAULT_CONF_THRESHOLD).all()  # the out-of-the-box detector's own default
-    assert (faces.box[:, 2] * faces.box[:, 3] / area > 0.005).all()
+    assert (faces.box[:, 2] * faces.box[:, 3] / area > FaceExtraction(".", ".").size_threshold).all()
     assert faces.aligned.shape[1:] == (128, 128, 3)
     assert (faces.crop_size <= 256).all() and (faces.crop_size.max(axis=1) == 256).sum() > 20
 
