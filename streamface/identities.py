@@ -189,11 +189,12 @@ class IdentitySet:
         from scipy.sparse import csr_matrix
 
         labels = np.asarray(labels, np.int64)
-        keep = labels >= 0
-        ids, inverse, counts = np.unique(labels[keep], return_inverse=True, return_counts=True)
-        member = csr_matrix((np.ones(int(keep.sum())), (inverse, np.arange(int(keep.sum())))),
-                            shape=(len(ids), int(keep.sum())))
-        sums = np.asarray(member @ np.asarray(x[keep], np.float64))
+        rows = np.flatnonzero(labels >= 0)
+        ids, inverse, counts = np.unique(labels[rows], return_inverse=True, return_counts=True)
+        # float32 sums straight from the rows (no float64 or subset copy of x: for millions of
+        # faces that copy was the largest allocation of adding a day).
+        member = csr_matrix((np.ones(len(rows), np.float32), (inverse, rows)), shape=(len(ids), len(labels)))
+        sums = np.asarray(member @ np.asarray(x, np.float32), np.float64)
         return cls(ids, sums / np.maximum(counts, 1)[:, None], counts)
 
     def __len__(self) -> int:
@@ -299,7 +300,7 @@ def grow_identities(x: np.ndarray, known_labels: np.ndarray, new: np.ndarray, ne
     clusters = np.asarray(new_clusters, np.int64)
     if len(clusters) != int(new.sum()):
         raise ValueError(f"new_clusters: {len(clusters)} labels for {int(new.sum())} new faces")
-    identities = IdentitySet.from_labels(x[~new], labels[~new])
+    identities = IdentitySet.from_labels(x, np.where(new, -2, labels))
     start = max(int(next_id), int(identities.ids.max()) + 1 if len(identities) else 0)
     m = int(clusters.max()) + 1 if len(clusters) else 0
     target = np.full(m, -1, np.int64)
