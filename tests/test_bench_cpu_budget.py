@@ -13,21 +13,14 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
+
+from pipeline_fixtures import clip  # noqa: F401 (pytest fixture)
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 
 import bench_store  # noqa: E402
 import cpu_per_keyframe  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def clip(skynews) -> Path:
-    path = skynews / "skynews_sample.mp4"
-    if not path.is_file():
-        pytest.skip(f"sample clip not found at {path}")
-    return path
 
 
 def test_child_accounts_for_the_pipelines_cpu(clip):

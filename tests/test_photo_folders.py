@@ -11,6 +11,8 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,6 +39,10 @@ from streamface.photos import (
     read_photo,
 )
 from streamface.store import FaceStore
+
+# The benchmark's counting detector (bench_pipeline --photo-pass reports the same count).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from bench_pipeline import CountingDetector  # noqa: E402
 
 
 def _identities(shared_data, name):
@@ -151,30 +157,10 @@ def test_close_crops_are_found_on_the_padded_photo(shared_data, model_home):  # 
         assert -0.25 * 150 < x + w / 2 < 1.25 * 150 and 0 < y + h / 2 < 150, path
 
 
-class _Counting:
-    """A detector that counts its calls and the frames it is given."""
-
-    def __init__(self, detector):
-        self.detector, self.calls, self.frames = detector, 0, 0
-
-    @property
-    def conf_threshold(self):
-        return self.detector.conf_threshold
-
-    @conf_threshold.setter
-    def conf_threshold(self, value):
-        self.detector.conf_threshold = value
-
-    def detect(self, frames):
-        self.calls += 1
-        self.frames += len(frames)
-        return self.detector.detect(frames)
-
-
 def test_no_second_pass_where_the_first_found_faces(skynews_frames, shared_data, model_home):  # noqa: F811
     from streamface.engine import load_detector
 
-    detector = _Counting(load_detector())
+    detector = CountingDetector(load_detector())
     frames = [f for _, f in skynews_frames if len(detector.detector.detect([f])[0])][:6]
     video = FaceExtractor(detector).process(frames, 0)
     assert detector.calls == 1 and detector.frames == 6 and len(video) > 0
