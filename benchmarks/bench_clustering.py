@@ -1,7 +1,7 @@
 """Face clustering at scale: time, peak memory and quality of ``hac`` and ``knn``; the seed's algorithm beside ours.
 
 Generated 128-D unit embeddings with identity structure
-(:func:`streamface.clustering.make_identities`: Zipf identity sizes, look-alike
+(:func:`streamface.identify.clustering.make_identities`: Zipf identity sizes, look-alike
 families, hard faces, 3% noise) at each ``--sizes``; each method runs in a fresh
 process (so peak memory is its own: ``ru_maxrss`` of that process, which also
 holds the input) and is scored with BCubed / pairwise F against the generating
@@ -14,7 +14,7 @@ threshold sweep on the real identities in ``../shared/data`` (engine embeddings)
 ``--collection N`` builds one identity set the way ``streamface cluster`` grows a
 collection: ``knn`` over N generated faces of ``--identities`` people, then a
 new day of ``--day`` faces of the same people added incrementally
-(:func:`streamface.identities.grow_identities`: only the day's faces are
+(:func:`streamface.identify.identities.grow_identities`: only the day's faces are
 clustered and joined to the identities), in one fresh process; time, peak memory
 and BCubed F per step, and, with ``--all-at-once``, the same N + day faces
 clustered in one go for comparison.
@@ -45,8 +45,8 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from streamface.clustering import batched_hac, canonical_labels, knn_hac, make_identities, order_by_size  # noqa: E402
-from streamface.metrics import bcubed, pairwise_fscore  # noqa: E402
+from streamface.identify.clustering import batched_hac, canonical_labels, knn_hac, make_identities, order_by_size  # noqa: E402
+from streamface.evaluate.metrics import bcubed, pairwise_fscore  # noqa: E402
 
 THRESHOLD = 0.3  # the seed's matching_threshold
 BATCH = 20000  # the seed's matching_batchsize
@@ -153,7 +153,7 @@ def _peak_gib() -> float:
 
 
 def _collection_child(path: str, n: int, all_at_once: bool, queue, truth: bool = False) -> None:
-    from streamface.identities import grow_identities
+    from streamface.identify.identities import grow_identities
 
     x = np.load(path)
     y = np.load(path + ".labels.npy")
@@ -224,7 +224,7 @@ def collection(n: int, identities: int, day: int, all_at_once: bool, timeout: fl
 
 def matching(n_clusters: int, per_cluster: int) -> dict:
     """ClusterMatching's single mode (closest members) on ``n_clusters`` generated clusters."""
-    from streamface.clustering.cluster_distances import cluster_pair_distances
+    from streamface.identify.clustering.cluster_distances import cluster_pair_distances
 
     x, y = make_identities(n_clusters * per_cluster, n_identities=n_clusters, zipf_exponent=0.0,
                            noise_fraction=0.0, random_state=1)
@@ -243,9 +243,9 @@ def quality(thresholds: list[float]) -> list[dict]:
 
     from PIL import Image
 
-    from streamface.annotations import read_annotations
+    from streamface.identify.annotations import read_annotations
     from streamface.engine import box_iou, load_detector, load_recognizer
-    from streamface.metrics import evaluate_labels
+    from streamface.evaluate.metrics import evaluate_labels
 
     shared = Path(os.environ.get("STREAMFACE_SHARED", REPO.parent / "shared")) / "data"
     det, rec = load_detector(device="cpu"), load_recognizer(device="cpu")

@@ -1,7 +1,7 @@
 """Hierarchical Retrieval Index: insert and query speed, tree depth, and recall against exact search.
 
 Generated unit embeddings with identity structure
-(:func:`streamface.clustering.make_identities`: Zipf identity sizes, look-alike
+(:func:`streamface.identify.clustering.make_identities`: Zipf identity sizes, look-alike
 families, hard faces, noise) are shuffled into a stream; the first ``n`` are
 inserted one after another (``HierarchicalRetrievalIndex.insert`` on the whole
 array, i.e. the C loop), the next ``--queries`` are held-out queries.
@@ -69,9 +69,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hardware import describe_hardware  # noqa: E402
 
-from streamface.clustering import make_identities  # noqa: E402
-from streamface.hri import HierarchicalRetrievalIndex  # noqa: E402
-from streamface.metrics import bcubed  # noqa: E402
+from streamface.identify.clustering import make_identities  # noqa: E402
+from streamface.identify.hri import HierarchicalRetrievalIndex  # noqa: E402
+from streamface.evaluate.metrics import bcubed  # noqa: E402
 
 ORIGINAL = REPO.parent / "shared" / "reference" / "original_hri"
 

@@ -9,7 +9,7 @@ reference and the median is reported: the machine may be shared and noisy.
 
 The keyframe-selection case runs the seed's order (emptiness -> blur -> similarity
 to the last kept frame, stopping at the first failing test) on both sides — ours is
-the shipped ``streamface.keyframes.KeyframeSelector`` with the seed's exact rules —
+the shipped ``streamface.ingest.keyframes.KeyframeSelector`` with the seed's exact rules —
 and checks that ours keeps and drops the same frames.
 
 More kernels (geometry, preprocess) plug in as further case groups: a function
@@ -37,7 +37,7 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from hardware import describe_hardware  # noqa: E402
-from streamface.keyframes import KeyframeSelector  # noqa: E402
+from streamface.ingest.keyframes import KeyframeSelector  # noqa: E402
 from streamface.kernels.quality import (  # noqa: E402
     blur_score,
     emptiness,

@@ -115,7 +115,7 @@ class StepTimer:
 
 
 class InlineCommits:
-    """Stand-in for :class:`~streamface.commit_queue.CommitQueue` that runs each job as it
+    """Stand-in for :class:`~streamface.ingest.commit_queue.CommitQueue` that runs each job as it
     is submitted: the pipeline as it was before its writes moved behind the inference."""
 
     def __init__(self, writer, **_):
@@ -135,10 +135,10 @@ DECODING_THREAD_STEPS = ("selection", "wait_for_commits")
 
 
 def run_pipeline(clip: Path, sample_fps: float | None, writes: str = "async") -> dict:
-    from streamface import keyframes, pipeline as pipeline_module, stream_capture
-    from streamface.face_analysis import FaceAnalysis
-    from streamface.face_extraction import FaceExtraction, FaceExtractor
-    from streamface.pipeline import Pipeline
+    from streamface.ingest import capture as stream_capture, keyframes, run as pipeline_module
+    from streamface.ingest.analysis import FaceAnalysis
+    from streamface.ingest.extraction import FaceExtraction, FaceExtractor
+    from streamface.ingest.run import Pipeline
     from streamface.store import StreamWriter
 
     timer = StepTimer()
@@ -250,10 +250,10 @@ def raw_model_time(frames: list, crops: list, repeat: int = 3) -> tuple[float, f
 def ingest_child(clip: Path, streams: int, sample_fps: float | None) -> dict:
     """One ingest of ``streams`` copies of the clip (in a fresh subprocess: ``ru_maxrss``
     is the peak of the whole process)."""
-    from streamface.face_analysis import FaceAnalysis
-    from streamface.face_extraction import FaceExtraction
-    from streamface.ingest import Ingest
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.analysis import FaceAnalysis
+    from streamface.ingest.extraction import FaceExtraction
+    from streamface.ingest.multi_stream import Ingest
+    from streamface.ingest.capture import StreamCapture
 
     # The models are loaded once, inside the ingest (the parent's runs left their files
     # in the page cache), so the peak is models + streams, not two copies of the models.
@@ -326,8 +326,8 @@ def photo_pass(clip: Path, crops_dir: Path, repeat: int) -> dict:
     """Detector calls, frames detected and median seconds of the video and photo paths of
     :class:`FaceExtractor` on the clip's keyframes with faces, and of the photo path on crops."""
     from streamface.engine import VideoDecoder, load_detector
-    from streamface.face_extraction import FaceExtractor
-    from streamface.photos import photo_files, read_photo
+    from streamface.ingest.extraction import FaceExtractor
+    from streamface.ingest.photos import photo_files, read_photo
 
     detector = CountingDetector(load_detector())
     with VideoDecoder(clip, keyframes_only=True) as decoder:

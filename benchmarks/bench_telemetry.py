@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from hardware import describe_hardware  # noqa: E402
 
-from streamface.telemetry import Telemetry  # noqa: E402
+from streamface.ops.telemetry import Telemetry  # noqa: E402
 
 
 def _best(fn, n: int, repeats: int) -> float:

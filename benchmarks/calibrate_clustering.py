@@ -1,6 +1,6 @@
 """Calibrate a recognizer's clustering thresholds on the public labelled faces.
 
-A thin caller of :mod:`streamface.calibration` (the same as ``streamface calibrate``)
+A thin caller of :mod:`streamface.evaluate.calibration` (the same as ``streamface calibrate``)
 on the four public sets the registry's shipped values come from:
 
 - ``identities/johns``: 5 people x 11 photos (three look alike),
@@ -12,7 +12,7 @@ on the four public sets the registry's shipped values come from:
 
 Sweeps the stage's clustering (average linkage, cannot-link within frames; cosine cut
 0.3..0.7, step 0.025) and chooses the thresholds by the rule in
-:mod:`streamface.calibration` (the cut maximising the worst set's BCubed F, the middle of
+:mod:`streamface.evaluate.calibration` (the cut maximising the worst set's BCubed F, the middle of
 its plateau; merging +0.1, cluster matching +0.05/+0.15).
 
 Usage::
@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
 
 
 def main(argv=None) -> int:
-    from streamface.calibration import run_calibration
+    from streamface.evaluate.calibration import run_calibration
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="sface", help="recognizer to calibrate (default sface)")

@@ -148,10 +148,10 @@ def pipeline_cpu(clip: Path) -> dict:
     """One ``run`` of the clip with each part's thread CPU, and the kept frames and crops."""
     import numpy as np
 
-    from streamface import batch_commit, keyframes, stream_capture
-    from streamface.face_analysis import FaceAnalysis
-    from streamface.face_extraction import FaceExtraction, FaceExtractor
-    from streamface.pipeline import Pipeline
+    from streamface.ingest import batch_commit, capture as stream_capture, keyframes
+    from streamface.ingest.analysis import FaceAnalysis
+    from streamface.ingest.extraction import FaceExtraction, FaceExtractor
+    from streamface.ingest.run import Pipeline
 
     timer = ThreadCpu()
     originals = [(keyframes.KeyframeSelector, "offer"), (FaceExtractor, "process"),

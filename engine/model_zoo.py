@@ -21,15 +21,15 @@ from streamface.engine.backends.tensorrt_profile import ProfileRequest, detector
 from streamface.engine.errors import BackendError, ModelError
 from streamface.engine.models.age_gender import AgeHead, GenderHead
 from streamface.engine.models.arcface import ArcFace
-from streamface.engine.models.cache import ModelCache
-from streamface.engine.models.calibration_file import user_values
+from streamface.engine.weights.cache import ModelCache
+from streamface.engine.weights.calibration_file import user_values
 from streamface.engine.models.centerface import CenterFace
 from streamface.engine.models.concatenated import ConcatenatedRecognizer
 from streamface.engine.models.expression import ExpressionHead
 from streamface.engine.models.face_mask import MaskHead
 from streamface.engine.models.fairface import FairFace
 from streamface.engine.models.mtcnn import MTCNN
-from streamface.engine.models.registry import (
+from streamface.engine.weights.registry import (
     DEFAULT_DETECTOR,
     DEFAULT_RECOGNIZER,
     REGISTRY,

@@ -1,7 +1,7 @@
 # cython: language_level=3
 """C core of the Hierarchical Retrieval Index (HRI, docs/stages.md, "The online index").
 
-Only ``streamface.hri`` calls into this module; it has already checked every
+Only ``streamface.identify.hri`` calls into this module; it has already checked every
 argument (dimension, finiteness, non-zero norms for cosine, capacity), so these
 functions trust shapes and ranges. The tree is held in flat C arrays: node
 values ``(capacity, dim)`` float64, value norms, descendant counts, parents,
@@ -10,7 +10,7 @@ doubling. There is no Python object per node; inserts and searches run without
 the GIL, and batched search spreads queries over OpenMP threads.
 
 Node 0 is the root (internal, never an end node). The insert rules and their
-choices are documented in ``streamface.hri``; this file implements exactly those.
+choices are documented in ``streamface.identify.hri``; this file implements exactly those.
 """
 
 from cython.parallel cimport prange
@@ -38,7 +38,7 @@ cdef enum:
     COSINE = 0
     EUCLIDEAN = 1
     FIRST_CHILD_CAPACITY = 4
-    # Insert rules (``streamface.hri.MODES``).
+    # Insert rules (``streamface.identify.hri.MODES``).
     MODE_BALANCED = 0
     MODE_GREEDY = 1
     MODE_ORIGINAL = 2
@@ -154,7 +154,7 @@ cdef inline int64_t offer(int64_t* nodes, double* dists, int64_t n, int64_t k,
 
 
 cdef class HRICore:
-    """The tree in flat C arrays. Not thread-safe: ``streamface.hri`` serialises access."""
+    """The tree in flat C arrays. Not thread-safe: ``streamface.identify.hri`` serialises access."""
 
     cdef readonly int64_t dim
     cdef readonly int metric

@@ -5,8 +5,8 @@ from __future__ import annotations
 import click
 
 from streamface import __version__
-from streamface.structured_logs import log_options
-from streamface.telemetry import metrics_options
+from streamface.ops.structured_logs import log_options
+from streamface.ops.telemetry import metrics_options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
@@ -67,7 +67,7 @@ def status(store: str, as_json: bool, stale_after: float | None) -> None:
     """
     import json
 
-    from streamface.live_status import HEALTHY, format_status, read_status
+    from streamface.ops.live_status import HEALTHY, format_status, read_status
 
     try:
         reports = read_status(store, stale_after=stale_after)
@@ -123,8 +123,8 @@ def models_list(cache) -> None:
     """Show every registry model: role, carrier wheel, licence, installed, input and file size; then the
     default thresholds of detectors and recognizers and where they come from (shipped or your calibration);
     then the backend `--backend auto` runs here and the TensorRT plans built so far."""
-    from streamface.engine.models.calibration_file import CalibrationFileError
-    from streamface.engine.models.listing import backends_text, defaults_table, model_table
+    from streamface.engine.weights.calibration_file import CalibrationFileError
+    from streamface.engine.weights.listing import backends_text, defaults_table, model_table
 
     click.echo(model_table(cache.statuses()))
     click.echo(f"cache: {cache.models_dir}")
@@ -246,7 +246,7 @@ class executor_for:  # noqa: N801 (used as a context manager, like open)
         self.pool = None
 
     def __enter__(self):
-        from streamface.ray_pool import RayPool, RayUnavailableError
+        from streamface.ops.ray_pool import RayPool, RayUnavailableError
 
         if self.ray_address is None:
             return None
@@ -276,7 +276,7 @@ def _check_thresholds(metric: str, **thresholds: float | None) -> None:
 
 
 def _metric_option(func):
-    from streamface.features import METRICS
+    from streamface.identify.features import METRICS
 
     return click.option("--metric", type=click.Choice(METRICS), default="cosine",
                         help="Distance between embeddings.")(func)
@@ -300,7 +300,7 @@ def evaluate_features(features, stream, name, output, metric, max_samples, k, th
     FEATURES is '<store>::<stream>', a store (with --stream), a .npz with arrays
     names and embeddings, or the seed's features .pkl (a pickle: only files you trust).
     """
-    from streamface.feature_evaluation import FeatureEvaluation
+    from streamface.evaluate.feature_evaluation import FeatureEvaluation
 
     try:
         values = [float(t) for t in thresholds.split(",") if t.strip()]
@@ -364,10 +364,10 @@ def cluster(features, stream, matches_path, faces_dir, output_dir, full, reviewe
     every face, for match-clusters, evaluate-clusters and annotate. A later run adds the
     new faces to the same identities (ids kept) unless --full.
     """
-    from streamface.cluster_summary import clustering_summary
-    from streamface.face_clustering import FaceClustering
-    from streamface.features import names_stores
-    from streamface.identities import collection_folder
+    from streamface.identify.cluster_summary import clustering_summary
+    from streamface.identify.face_clustering import FaceClustering
+    from streamface.identify.features import names_stores
+    from streamface.identify.identities import collection_folder
 
     _check_thresholds(metric, matching_threshold=matching_threshold, merging_threshold=merging_threshold)
     if output_dir is None and names_stores(features[0]):
@@ -413,12 +413,12 @@ def evaluate_clusters(features, annotations, stream, name, scores_path, plots_pa
     are the ground truth: they are scored, written to known_identities.json beside --scores,
     and the store's cluster labels are compared with them (BCubed).
     """
-    from streamface.cluster_evaluation import ClusterEvaluation
+    from streamface.evaluate.cluster_evaluation import ClusterEvaluation
 
     truth = None
     with _StageErrors():
         if annotations is None:
-            from streamface.photos import store_identities
+            from streamface.evaluate.known_identities import store_identities
 
             truth = store_identities(features, stream, scores_path)
             annotations = truth.path
@@ -460,7 +460,7 @@ def match_clusters(features, annotations, stream, evals_path, metric, topk, min_
     FEATURES is '<store>::<stream>', a store (with --stream), a .npz with arrays
     names and embeddings, or the seed's features .pkl (a pickle: only files you trust).
     """
-    from streamface.cluster_matching import ClusterMatching
+    from streamface.identify.cluster_matching import ClusterMatching
 
     _check_thresholds(metric, min_threshold=min_threshold, max_threshold=max_threshold)
     with _StageErrors():
@@ -482,7 +482,7 @@ def evaluate_annotations(true_annotations, pred_annotations, noise, as_json) -> 
     """Score the labels of PRED_ANNOTATIONS against TRUE_ANNOTATIONS (the seed's report)."""
     import json
 
-    from streamface.annotation_evaluation import AnnotationEvaluation, format_report
+    from streamface.evaluate.annotation_evaluation import AnnotationEvaluation, format_report
 
     with _StageErrors():
         scores = AnnotationEvaluation(true_annotations, pred_annotations, noise=noise).scores()
@@ -519,8 +519,8 @@ def annotate(faces, evals, annotations, output, name, decisions_path, decide, no
     ANNOTATIONS is the annotations.json under review. A stopped review resumes
     where it was. Needs the annotate extra: pip install "streamface[annotate]".
     """
-    from streamface.fiftyone_annotation import FiftyOneAnnotation
-    from streamface.fiftyone_database import AppError, DatabaseError, FiftyOneMissing
+    from streamface.review.fiftyone_annotation import FiftyOneAnnotation
+    from streamface.review.fiftyone_database import AppError, DatabaseError, FiftyOneMissing
 
     try:
         with _StageErrors():
@@ -579,7 +579,7 @@ def _frame_options(func):
         click.option("--similarity-threshold", type=click.FloatRange(0, 1), default=0.9,
                      help="Drop frames more similar than this to the last kept frame."),
         click.option("--prefer-sharper/--seed-selection", default=True,
-                     help="Let a sharper near-duplicate replace the last kept frame (see streamface.keyframes)."),
+                     help="Let a sharper near-duplicate replace the last kept frame (see streamface.ingest.keyframes)."),
         click.option("--image-format", type=click.Choice(["jpeg", "png"]), default="jpeg",
                      help="Encoding of kept frames."),
     ]
@@ -661,8 +661,8 @@ def _stream_name(name, source) -> str:
 
 
 def _capture_stage(source, store, name, o, batch_size):
-    from streamface.pipeline import default_output_dir
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.run import default_output_dir
+    from streamface.ingest.capture import StreamCapture
 
     return StreamCapture(
         _stream_name(name, source), source, default_output_dir(store), batch_size=batch_size,
@@ -673,7 +673,7 @@ def _capture_stage(source, store, name, o, batch_size):
 
 
 def _extraction_stage(store, o, **kwargs):
-    from streamface.face_extraction import FaceExtraction
+    from streamface.ingest.extraction import FaceExtraction
 
     return FaceExtraction(None, None, detection=o["detection"], conf_threshold=o["conf_threshold"],
                           size_threshold=o["size_threshold"], blur_threshold=o["face_blur_threshold"],
@@ -682,7 +682,7 @@ def _extraction_stage(store, o, **kwargs):
 
 
 def _analysis_stage(store, o, **kwargs):
-    from streamface.face_analysis import FaceAnalysis
+    from streamface.ingest.analysis import FaceAnalysis
 
     return FaceAnalysis(None, None, representation=o["representation"], demographics=o["demographics"],
                         expression=o["expression"], mask=o["mask"], pose=o["pose"],
@@ -693,7 +693,7 @@ def _analysis_stage(store, o, **kwargs):
 def _ingest_job(config, sources, store, o, max_wait, max_reconnects, rotate="none", *, pool=None, groups=None):
     import functools
 
-    from streamface.ingest_config import check_unique, parse_config, parse_sources
+    from streamface.ingest.config import check_unique, parse_config, parse_sources
 
     specs = (parse_config(config) if config else []) + parse_sources(sources)
     if not specs:
@@ -704,7 +704,7 @@ def _ingest_job(config, sources, store, o, max_wait, max_reconnects, rotate="non
     from dataclasses import replace
     from pathlib import Path
 
-    from streamface.ray_ingest import RayIngest
+    from streamface.ingest.ray_streams import RayIngest
 
     # Ray workers do not share the driver's working folder: local paths go absolute.
     if "://" not in str(store):
@@ -717,9 +717,9 @@ def _ingest_job(config, sources, store, o, max_wait, max_reconnects, rotate="non
 
 
 def ingest_for_specs(specs, store, o, max_wait, max_reconnects, rotate="none"):
-    """An :class:`~streamface.ingest.Ingest` of ``specs`` with the command's options ``o``
+    """An :class:`~streamface.ingest.multi_stream.Ingest` of ``specs`` with the command's options ``o``
     (module level: Ray actors build their group's ingest with it)."""
-    from streamface.ingest import Ingest
+    from streamface.ingest.multi_stream import Ingest
     from streamface.store.rotation import StoreRotation
 
     captures = [_capture_stage(s.url, store, s.name, {**o, **s.options}, 1) for s in specs]
@@ -745,7 +745,7 @@ def _say_metrics_url(monitoring) -> None:
 
 
 def _outcome(signals, truncated, error: str | None = None) -> tuple[str, str]:
-    """A stream's ``(outcome, note)`` for its last status snapshot (streamface.live_status)."""
+    """A stream's ``(outcome, note)`` for its last status snapshot (streamface.ops.live_status)."""
     if signals.received is not None:
         return "interrupted", f"interrupted by {signals.name}"
     if error is not None:
@@ -756,9 +756,9 @@ def _outcome(signals, truncated, error: str | None = None) -> tuple[str, str]:
 
 
 def _exit_for(signals, *, failed: bool = False, truncated: bool = False) -> None:
-    """Leave with run's and ingest's exit status (streamface.pipeline.exit_status): 130 after
+    """Leave with run's and ingest's exit status (streamface.ingest.run.exit_status): 130 after
     SIGINT (143 SIGTERM), 1 when a stream failed, 4 when a file was cut short, else 0."""
-    from streamface.pipeline import exit_status
+    from streamface.ingest.run import exit_status
 
     status = exit_status(signals, failed=failed, truncated=truncated)
     if signals.received is not None:
@@ -798,9 +798,9 @@ def run(source, store, index_threshold, index_metric, progress, log_config, metr
     """
     import time
 
-    from streamface.malloc_tuning import fix_mmap_threshold
-    from streamface.monitoring import Monitoring
-    from streamface.pipeline import Pipeline, stop_on_signals
+    from streamface.ops.malloc_tuning import fix_mmap_threshold
+    from streamface.ops.monitoring import Monitoring
+    from streamface.ingest.run import Pipeline, stop_on_signals
 
     _check_thresholds(index_metric, index_threshold=index_threshold)
     if "://" in source:  # a live source may run for weeks (see `streamface ingest --help`)
@@ -882,11 +882,11 @@ def ingest(config, sources, store, max_wait, max_reconnects, rotate, progress, l
 
     Buffers of 1 MiB and more (decoded frames) are allocated straight from the system
     and returned to it when freed, so that memory does not creep over a long run (see
-    streamface.malloc_tuning; set MALLOC_MMAP_THRESHOLD_ to choose otherwise).
+    streamface.ops.malloc_tuning; set MALLOC_MMAP_THRESHOLD_ to choose otherwise).
     """
-    from streamface.malloc_tuning import fix_mmap_threshold
-    from streamface.monitoring import Monitoring
-    from streamface.pipeline import stop_on_signals
+    from streamface.ops.malloc_tuning import fix_mmap_threshold
+    from streamface.ops.monitoring import Monitoring
+    from streamface.ingest.run import stop_on_signals
 
     _check_thresholds(o["index_metric"], index_threshold=o["index_threshold"])
     fix_mmap_threshold()
@@ -929,7 +929,7 @@ def capture(source, store, progress, **o) -> None:
 
     Exit status as run's: 130 after Ctrl-C (143 SIGTERM), 4 when a file was cut short
     (what decoded is stored), else 0."""
-    from streamface.pipeline import stop_on_signals
+    from streamface.ingest.run import stop_on_signals
 
     with _PipelineErrors():
         stage = _capture_stage(source, store, o["name"], o, o["batch_size"] or 50)
@@ -1061,7 +1061,7 @@ def _one_store(store: str | None, store_option: str | None) -> str:
 def index_build(store: str | None, store_option: str | None, stream: str | None, threshold: float,
                 metric: str) -> None:
     """Insert a stream's embeddings of STORE in face order, write the labels back, save the index."""
-    from streamface.hri import build_stream_index, index_path_for_store
+    from streamface.identify.hri import build_stream_index, index_path_for_store
     from streamface.store import FaceStore, StoreError
 
     location = _one_store(store, store_option)
@@ -1090,7 +1090,7 @@ def index_build(store: str | None, store_option: str | None, stream: str | None,
 @click.option("--faces", type=click.IntRange(min=0), default=5, help="Nearest faces listed.")
 def index_query(store, store_option, face_id, image, crop, stream, k, faces) -> None:
     """Print the nearest identities (label, distance) and faces in STORE of a face id or an image."""
-    from streamface.hri import query_stream_index
+    from streamface.identify.hri import query_stream_index
     from streamface.store import FaceStore, StoreError, parse_face_id
 
     location = _one_store(store, store_option)
@@ -1109,7 +1109,7 @@ def index_query(store, store_option, face_id, image, crop, stream, k, faces) -> 
             vector = source.read_embeddings(row, row + 1)[0]
         else:
             from streamface.engine import load_detector, load_recognizer
-            from streamface.photos import query_photo_face, read_photo
+            from streamface.ingest.photos import query_photo_face, read_photo
 
             name = _index_stream(store, stream)
             rgb = read_photo(image)
@@ -1162,9 +1162,9 @@ def calibrate(sources, model, detectors, what, cuts, target_recall, stream, anno
     data/tv/fotb) or a store ('<store>::<stream>'). The cut maximises the worst source's
     BCubed F, the middle of the cuts scoring as well.
     """
-    from streamface.calibration import parse_cuts, run_calibration, user_entries, write_report
+    from streamface.evaluate.calibration import parse_cuts, run_calibration, user_entries, write_report
     from streamface.engine import EngineError
-    from streamface.engine.models.calibration_file import write_calibration
+    from streamface.engine.weights.calibration_file import write_calibration
 
     try:
         with _StageErrors():

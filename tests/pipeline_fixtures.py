@@ -76,7 +76,7 @@ def cut_clip(clip, tmp_path_factory) -> Path:  # noqa: F811
 @pytest.fixture(scope="session")
 def captured(clip, tmp_path_factory):
     """The clip captured once with the default (seed) parameters: (output_dir, summary)."""
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.capture import StreamCapture
 
     out = tmp_path_factory.mktemp("capture")
     summary = StreamCapture("skynews", str(clip), out).call()
@@ -86,7 +86,7 @@ def captured(clip, tmp_path_factory):
 @pytest.fixture(scope="session")
 def extracted(skynews, model_home, tmp_path_factory):
     """The seed's 24 frames folder extracted once: (output_dir, summary)."""
-    from streamface.face_extraction import FaceExtraction
+    from streamface.ingest.extraction import FaceExtraction
 
     out = tmp_path_factory.mktemp("extraction")
     summary = FaceExtraction(skynews, out).call()

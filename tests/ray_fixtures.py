@@ -12,8 +12,8 @@ import pytest
 from hls_server import HLSServer, LiveHLS, cut_segments
 from pipeline_fixtures import ingest_options
 from streamface.cli import ingest_for_specs
-from streamface.ingest_config import StreamSpec
-from streamface.ray_ingest import RayIngest
+from streamface.ingest.config import StreamSpec
+from streamface.ingest.ray_streams import RayIngest
 from streamface.store import FaceStore
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")

@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from analysis_fixtures import make_store, same_partition, seed_batched_hac, write_npz
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from pipeline_fixtures import extracted, model_home  # noqa: F401 (pytest fixtures)
-from streamface.annotations import Annotations, read_annotations, write_annotations
-from streamface.calibration import (
+from streamface.identify.annotations import Annotations, read_annotations, write_annotations
+from streamface.evaluate.calibration import (
     DetectorCalibration,
     DetectorSetResult,
     LabelledSet,
@@ -42,18 +42,18 @@ from streamface.calibration import (
     store_set,
 )
 from streamface.cli import main as cli
-from streamface.clustering import SEED_THRESHOLDS, make_identities, resolve_threshold
+from streamface.identify.clustering import SEED_THRESHOLDS, make_identities, resolve_threshold
 from streamface.engine import load_detector
-from streamface.engine.models.calibration_file import (
+from streamface.engine.weights.calibration_file import (
     CalibrationFileError,
     calibration_path,
     read_calibration,
     write_calibration,
 )
-from streamface.engine.models.cache import default_home
-from streamface.engine.models.registry import REGISTRY
+from streamface.engine.weights.cache import default_home
+from streamface.engine.weights.registry import REGISTRY
 from streamface.engine.models.yunet import YuNet
-from streamface.face_clustering import FaceClustering
+from streamface.identify.face_clustering import FaceClustering
 
 SHIPPED = REGISTRY["sface"].clustering.thresholds()
 STEP = 0.025
@@ -266,7 +266,7 @@ def test_models_list_shows_defaults_and_where_they_come_from(home):
 
 
 def test_store_set_takes_the_annotated_embedded_faces(tmp_path):
-    from streamface.features import load_features
+    from streamface.identify.features import load_features
 
     x, y = make_identities(60, dim=16, n_identities=6, random_state=1)
     features = make_store(tmp_path / "data" / "s.zarr", x.astype(np.float32), embed=50)
@@ -326,7 +326,7 @@ def test_frames_with_bad_named_boxes_are_one_clear_line(home, tmp_path, shared_d
 
 
 def test_frames_folder_set_keeps_the_named_faces_and_their_frames(engine_home, shared_data):  # noqa: F811
-    from streamface.calibration import frames_folder_set, read_named_boxes
+    from streamface.evaluate.calibration import frames_folder_set, read_named_boxes
     from streamface.engine import load_recognizer
 
     fotb = shared_data / "tv" / "fotb"
@@ -345,7 +345,7 @@ def test_frames_folder_set_keeps_the_named_faces_and_their_frames(engine_home, s
 def test_store_of_another_models_embeddings_is_refused(home, tmp_path):
     x, y = make_identities(20, dim=8, n_identities=4, random_state=0)
     store = make_store(tmp_path / "data" / "s.zarr", x.astype(np.float32))  # embeddings of "test-model"
-    from streamface.features import load_features
+    from streamface.identify.features import load_features
 
     write_annotations(tmp_path / "data" / "metadata" / "annotations_manual.json",
                       Annotations(load_features(store).names, y))
@@ -404,7 +404,7 @@ def test_calibrate_reproduces_the_shipped_yunet_threshold(public_calibration):
 @pytest.mark.slow  # shares the ~25 s calibration on the public data
 def test_detector_calibration_from_a_store_and_boxes_matches_the_folder(extracted, skynews, engine_home,  # noqa: F811
                                                                         public_calibration):
-    from streamface.calibration import BoxTruth, calibrate_detector, store_frames
+    from streamface.evaluate.calibration import BoxTruth, calibrate_detector, store_frames
 
     frames, boxes = store_frames(f"{extracted[0] / 'streamface.zarr'}::skynews",
                                  skynews / "metadata" / "detections.csv")

@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from pipeline_fixtures import ingest_options, model_home  # noqa: F401 (pytest fixture)
 from streamface.cli import main as cli
-from streamface.metrics import bcubed
+from streamface.evaluate.metrics import bcubed
 from streamface.store import FaceStore
 
 # Keyframes are kept by selection, not at the labelled instants: a named box is
@@ -71,7 +71,7 @@ def cut_clip(clip: Path, folder: Path, parts: int) -> tuple[list[Path], int]:
 
 def ingest(sources: dict[str, Path], store: Path) -> None:
     from streamface.cli import ingest_for_specs
-    from streamface.ingest_config import StreamSpec
+    from streamface.ingest.config import StreamSpec
 
     specs = [StreamSpec(name, str(path)) for name, path in sources.items()]
     # 5 frames a second, as the measurement of the clip ran, and every sampled frame kept
@@ -207,8 +207,8 @@ def test_adding_half_the_streams_keeps_ids_and_scores_as_all_at_once(fotb, inges
 
 
 def test_review_merges_are_never_undone(fotb, ingested, tmp_path):
-    from streamface.annotations import read_annotations, write_annotations
-    from streamface.review_decisions import Decision, ReviewState, apply_review
+    from streamface.identify.annotations import read_annotations, write_annotations
+    from streamface.review.decisions import Decision, ReviewState, apply_review
 
     four, _, _ = ingested
     half = tmp_path / "half"

@@ -1,4 +1,4 @@
-"""streamface.clustering: the seed's batched HAC (exact), the knn method, merging and numbering."""
+"""streamface.identify.clustering: the seed's batched HAC (exact), the knn method, merging and numbering."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 import scipy.cluster.hierarchy as sch
 
 from analysis_fixtures import same_partition, seed_batched_hac
-from streamface.clustering import (
+from streamface.identify.clustering import (
     batched_hac,
     canonical_labels,
     knn_hac,
@@ -16,10 +16,10 @@ from streamface.clustering import (
     order_by_size,
     threshold_hac,
 )
-from streamface.clustering.hac import cluster_means, condensed_distances
-from streamface.clustering.merging import mean_cluster_distances
-from streamface.clustering.neighbors import knn_search, radius_components
-from streamface.metrics import bcubed
+from streamface.identify.clustering.hac import cluster_means, condensed_distances
+from streamface.identify.clustering.merging import mean_cluster_distances
+from streamface.identify.clustering.neighbors import knn_search, radius_components
+from streamface.evaluate.metrics import bcubed
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,9 @@ import scipy.cluster.hierarchy as sch
 from scipy.spatial.distance import pdist, squareform
 
 from analysis_fixtures import same_partition
-from streamface.clustering import Links, batched_hac, frame_keys, has_conflict, knn_hac, make_identities
-from streamface.clustering.constraints import cannot_link_pairs, constrained_cut, join_unless_forbidden
-from streamface.clustering.merging import merge_matched_clusters
+from streamface.identify.clustering import Links, batched_hac, frame_keys, has_conflict, knn_hac, make_identities
+from streamface.identify.clustering.constraints import cannot_link_pairs, constrained_cut, join_unless_forbidden
+from streamface.identify.clustering.merging import merge_matched_clusters
 
 
 def test_frame_keys_follow_the_face_ids():

@@ -22,15 +22,15 @@ from click.testing import CliRunner
 from analysis_fixtures import make_store, same_partition, seed_batched_hac, write_npz
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from pipeline_fixtures import extracted, model_home, seed_boxes  # noqa: F401 (pytest fixtures)
-from streamface.annotation_evaluation import AnnotationEvaluation
-from streamface.annotations import Annotations, read_annotations, write_annotations
+from streamface.evaluate.annotation_evaluation import AnnotationEvaluation
+from streamface.identify.annotations import Annotations, read_annotations, write_annotations
 from streamface.cli import main as cli
-from streamface.cluster_matching import ClusterMatching
-from streamface.clustering import SEED_THRESHOLDS, make_identities, resolve_threshold
-from streamface.clustering.thresholds import model_thresholds, threshold_warning
-from streamface.engine.models.cache import default_home
-from streamface.engine.models.registry import REGISTRY
-from streamface.face_clustering import FaceClustering
+from streamface.identify.cluster_matching import ClusterMatching
+from streamface.identify.clustering import SEED_THRESHOLDS, make_identities, resolve_threshold
+from streamface.identify.clustering.thresholds import model_thresholds, threshold_warning
+from streamface.engine.weights.cache import default_home
+from streamface.engine.weights.registry import REGISTRY
+from streamface.identify.face_clustering import FaceClustering
 
 SFACE = {"matching_threshold": 0.5, "merging_threshold": 0.6, "min_threshold": 0.55, "max_threshold": 0.65}
 
@@ -72,7 +72,7 @@ def test_unknown_or_absent_model_warns_once_in_one_line():
 
 
 def test_calibration_rule_prefers_the_smaller_cut_on_ties():
-    from streamface.calibration import choose, cut_grid
+    from streamface.evaluate.calibration import choose, cut_grid
 
     cuts = cut_grid()  # the grid the shipped values were chosen on (benchmarks/calibrate_clustering.py)
     mean_f = np.zeros(len(cuts))
@@ -163,9 +163,9 @@ def analysed_skynews(extracted, tmp_path_factory):  # noqa: F811
     """Our extraction (YuNet, the session's) analysed with SFace in a private copy: (output_dir, stream)."""
     import shutil
 
-    from streamface.face_analysis import FaceAnalysis
+    from streamface.ingest.analysis import FaceAnalysis
     from streamface.store import FaceStore
-    from streamface.stream_capture import store_path
+    from streamface.ingest.capture import store_path
 
     out = tmp_path_factory.mktemp("defaults") / "data"
     shutil.copytree(extracted[0], out)
@@ -257,7 +257,7 @@ def test_skynews_through_the_cli_with_default_thresholds_beats_the_seed(extracte
     from types import SimpleNamespace
 
     from streamface.store import FaceStore
-    from streamface.stream_capture import store_path
+    from streamface.ingest.capture import store_path
 
     out = tmp_path / "data"
     shutil.copytree(extracted[0], out)
@@ -287,10 +287,10 @@ def retinaface_skynews(skynews, engine_home, tmp_path_factory):  # noqa: F811
     import os
     import shutil
 
-    from streamface.face_analysis import FaceAnalysis
-    from streamface.face_extraction import FaceExtraction
+    from streamface.ingest.analysis import FaceAnalysis
+    from streamface.ingest.extraction import FaceExtraction
     from streamface.store import FaceStore
-    from streamface.stream_capture import store_path
+    from streamface.ingest.capture import store_path
 
     if not (_USER_MODELS / "retinaface.onnx").is_file() or not (_USER_MODELS / "retinaface.json").is_file():
         pytest.skip(f"retinaface is not prepared in {_USER_MODELS} (`streamface models fetch retinaface`, needs PyPI)")

@@ -16,9 +16,9 @@ import numpy as np
 import pytest
 
 from engine_fixtures import engine_home, sface, yunet  # noqa: F401 (pytest fixtures)
-from streamface.annotations import read_annotations
-from streamface.clustering import batched_hac, knn_hac, order_by_size
-from streamface.metrics import evaluate_labels
+from streamface.identify.annotations import read_annotations
+from streamface.identify.clustering import batched_hac, knn_hac, order_by_size
+from streamface.evaluate.metrics import evaluate_labels
 
 METHODS = {"hac": batched_hac, "knn": knn_hac}
 

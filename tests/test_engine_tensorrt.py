@@ -53,7 +53,7 @@ from streamface.engine.backends.tensorrt_profile import (
 )
 from streamface.engine.model_zoo import tensorrt_request
 from streamface.engine.models.frame_batch import FrameBatch
-from streamface.engine.models.registry import REGISTRY
+from streamface.engine.weights.registry import REGISTRY
 from streamface.engine.models.sface import SFace
 from streamface.engine.models.yunet import YuNet
 

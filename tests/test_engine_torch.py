@@ -43,7 +43,7 @@ from streamface.engine.backends.torch_preprocess import (  # noqa: E402
     upload_planes,
 )
 from streamface.engine.detections import box_iou  # noqa: E402
-from streamface.engine.models.cache import default_home  # noqa: E402
+from streamface.engine.weights.cache import default_home  # noqa: E402
 from streamface.engine.models.yunet import YuNet  # noqa: E402
 
 # Read at import: other modules' fixtures point STREAMFACE_HOME at a test cache later,

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 from sklearn import metrics as skm
 
-from streamface import metrics
-from streamface.annotation_evaluation import AnnotationEvaluation
-from streamface.annotations import Annotations, read_annotations, write_annotations
+from streamface.evaluate import metrics
+from streamface.evaluate.annotation_evaluation import AnnotationEvaluation
+from streamface.identify.annotations import Annotations, read_annotations, write_annotations
 from streamface.cli import main as cli
 
 

@@ -11,13 +11,13 @@ from click.testing import CliRunner
 from sklearn.metrics import pairwise_distances
 
 from analysis_fixtures import make_store, write_npz
-from streamface.annotations import Annotations, write_annotations
+from streamface.identify.annotations import Annotations, write_annotations
 from streamface.cli import main as cli
-from streamface.cluster_evaluation import ClusterEvaluation
-from streamface.cluster_matching import ClusterMatching, select_matches, top_clusters
-from streamface.clustering import batched_hac, make_identities, order_by_size
-from streamface.feature_evaluation import FeatureEvaluation, knn_distance_stats
-from streamface.features import load_features
+from streamface.evaluate.cluster_evaluation import ClusterEvaluation
+from streamface.identify.cluster_matching import ClusterMatching, select_matches, top_clusters
+from streamface.identify.clustering import batched_hac, make_identities, order_by_size
+from streamface.evaluate.feature_evaluation import FeatureEvaluation, knn_distance_stats
+from streamface.identify.features import load_features
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +110,7 @@ def test_matching_single_mode_on_many_clusters_is_fast():
     centres = rng.standard_normal((2000, 64))
     x = np.repeat(centres, 3, axis=0) + 0.2 * rng.standard_normal((6000, 64))
     labels = np.repeat(np.arange(2000), 3)
-    from streamface.clustering.cluster_distances import cluster_pair_distances
+    from streamface.identify.clustering.cluster_distances import cluster_pair_distances
 
     start = time.perf_counter()
     a, b, d = cluster_pair_distances(x.astype(np.float32), labels, np.arange(2000), mode="single",

@@ -21,8 +21,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from streamface.annotations import Annotations, read_annotations
-from streamface.review_decisions import (
+from streamface.identify.annotations import Annotations, read_annotations
+from streamface.review.decisions import (
     Decision,
     DecisionJournal,
     ReviewState,
@@ -133,7 +133,7 @@ def database(tmp_path_factory):
     """One mongod for the whole session; stopped at the end, and checked to be gone."""
     if not HAVE_FIFTYONE:
         pytest.skip('FiftyOne is not installed (pip install "streamface[annotate]")')
-    from streamface.fiftyone_database import FiftyOneMissing, import_fiftyone, shared_server
+    from streamface.review.fiftyone_database import FiftyOneMissing, import_fiftyone, shared_server
 
     folder = tmp_path_factory.mktemp("fiftyone-db")
     try:
@@ -152,7 +152,7 @@ def database(tmp_path_factory):
 @pytest.fixture()
 def review(database, skynews, tmp_path):
     """A review of the seed's sample into tmp_path; returns a factory of FiftyOneAnnotation."""
-    from streamface.fiftyone_annotation import FiftyOneAnnotation
+    from streamface.review.fiftyone_annotation import FiftyOneAnnotation
 
     folder, _ = database
     meta = skynews / "metadata"
@@ -251,7 +251,7 @@ def test_tags_set_from_another_process_are_read_as_decisions(review, database, s
 
 @needs_fiftyone
 def test_faces_from_a_store_are_exported_once_beside_it(database, tmp_path):
-    from streamface.fiftyone_annotation import FiftyOneAnnotation
+    from streamface.review.fiftyone_annotation import FiftyOneAnnotation
     from streamface.store import FaceStore
     from analysis_fixtures import make_store
 
@@ -339,7 +339,7 @@ def test_port_in_use_is_one_line(review, decided, tmp_path):
 
 @needs_fiftyone
 def test_database_that_will_not_start_is_one_line(review, decided, tmp_path):
-    from streamface.fiftyone_database import DatabaseError
+    from streamface.review.fiftyone_database import DatabaseError
 
     journal, journal_bytes, output_bytes = decided
     broken = tmp_path / "broken-db"
@@ -391,7 +391,7 @@ def test_missing_fiftyone_names_the_extra(tmp_path):
     """In a process where FiftyOne cannot be found, the error says what to install."""
     code = ("import sys, importlib.util; real = importlib.util.find_spec\n"
             "importlib.util.find_spec = lambda n, *a: None if n.startswith('fiftyone') else real(n, *a)\n"
-            "from streamface.fiftyone_database import find_mongod, FiftyOneMissing\n"
+            "from streamface.review.fiftyone_database import find_mongod, FiftyOneMissing\n"
             "try:\n    find_mongod()\nexcept FiftyOneMissing as e:\n    print(e)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == 'FiftyOne is not installed; pip install "streamface[annotate]"'

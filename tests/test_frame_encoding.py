@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from streamface import stream_capture
-from streamface.stream_capture import encode_frame
+from streamface.ingest import capture as stream_capture
+from streamface.ingest.capture import encode_frame
 
 
 def decoded(blob: bytes) -> np.ndarray:

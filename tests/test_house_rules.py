@@ -75,15 +75,15 @@ def test_no_private_name_is_imported_from_another_module():
 
 
 def test_the_rule_finds_a_private_import_across_modules():
-    source = ("from streamface.ingest import _Timed\n"
+    source = ("from streamface.ingest.multi_stream import _Timed\n"
               "from streamface.kernels import _hri\n"
               "import streamface.kernels._quality\n"
               "from streamface.store import names\n"
               "from ._validate import check\n")
-    assert private_imports(source, "streamface.pipeline") == [
-        "1: streamface.ingest._Timed", "2: streamface.kernels._hri", "3: streamface.kernels._quality"]
+    assert private_imports(source, "streamface.ingest.run") == [
+        "1: streamface.ingest.multi_stream._Timed", "2: streamface.kernels._hri", "3: streamface.kernels._quality"]
     # A kernel wrapper reading its own package's extension and helpers is inside the owner.
-    assert private_imports(source, "streamface.kernels.quality") == ["1: streamface.ingest._Timed"]
+    assert private_imports(source, "streamface.kernels.quality") == ["1: streamface.ingest.multi_stream._Timed"]
 
 
 @pytest.mark.parametrize("folder", sorted(PACKAGES))

@@ -1,7 +1,7 @@
 """The Hierarchical Retrieval Index against a plain reference of the seed's algorithm.
 
 ``ReferenceHRI`` below is written from SEED_NOTES ("HRI") and the choices documented
-in ``streamface.hri``: one Python object per node and per-node NumPy calls, like the
+in ``streamface.identify.hri``: one Python object per node and per-node NumPy calls, like the
 seed. The C index must give the same labels (and the same tree) on the same inputs
 in the same order. ``benchmarks/bench_hri.py`` imports it as the speed baseline.
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from streamface.hri import (
+from streamface.identify.hri import (
     CorruptIndexError,
     EmptyIndexError,
     HierarchicalRetrievalIndex,

@@ -25,8 +25,8 @@ import pytest
 from conftest import shared_data_dir
 from engine_fixtures import engine_home, sface, yunet  # noqa: F401
 
-from streamface.hri import HierarchicalRetrievalIndex
-from streamface.metrics import bcubed
+from streamface.identify.hri import HierarchicalRetrievalIndex
+from streamface.evaluate.metrics import bcubed
 
 REFERENCE = shared_data_dir().parent / "reference" / "original_hri"
 
@@ -139,7 +139,7 @@ REAL_SETS = {"fotb": "tv/fotb", "skynews": "skynews", "johns": "identities/johns
 def real_sets(yunet, sface, tmp_path_factory):  # noqa: F811
     """{name: (embeddings, identities)}: the shipped detector + recognizer over each set, as
     calibration reads them (photos padded), computed once and kept in a session tmp dir."""
-    from streamface.calibration import load_labelled_set
+    from streamface.evaluate.calibration import load_labelled_set
 
     root = shared_data_dir()
     missing = [p for p in REAL_SETS.values() if not (root / p).is_dir()]

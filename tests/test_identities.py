@@ -2,7 +2,7 @@
 
 The clustering of real collections (tv/fotb cut into streams) is in
 tests/test_cluster_collections.py; here generated embeddings with identity
-structure (:func:`streamface.clustering.make_identities`) check the rules at a
+structure (:func:`streamface.identify.clustering.make_identities`) check the rules at a
 size where incremental and all-at-once clustering can be compared closely.
 """
 
@@ -16,10 +16,10 @@ from click.testing import CliRunner
 
 from analysis_fixtures import make_store
 from streamface.cli import main as cli
-from streamface.clustering import knn_hac, make_identities
-from streamface.features import load_features
-from streamface.identities import IdentityRecord, IdentitySet, grow_identities, stable_ids
-from streamface.metrics import bcubed
+from streamface.identify.clustering import knn_hac, make_identities
+from streamface.identify.features import load_features
+from streamface.identify.identities import IdentityRecord, IdentitySet, grow_identities, stable_ids
+from streamface.evaluate.metrics import bcubed
 from streamface.store import FaceStore
 
 T = 0.3  # the cut the generator's identities are shaped for (the seed's)
@@ -129,7 +129,7 @@ def test_identity_files_round_trip_and_bad_ones_say_so(tmp_path):
 def test_nearest_is_scipys_nearest_in_blocks(metric):
     from scipy.spatial.distance import cdist
 
-    from streamface.identities import nearest
+    from streamface.identify.identities import nearest
 
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((300, 16)), rng.standard_normal((2000, 16))

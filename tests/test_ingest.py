@@ -228,10 +228,10 @@ def test_a_live_hls_stream_beside_a_file(clip, model_home, tmp_path, tmp_path_fa
 
 
 def test_stop_from_another_thread_commits_every_stream(clip, model_home, tmp_path):  # noqa: F811
-    from streamface.face_analysis import FaceAnalysis
-    from streamface.face_extraction import FaceExtraction
-    from streamface.ingest import Ingest
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.analysis import FaceAnalysis
+    from streamface.ingest.extraction import FaceExtraction
+    from streamface.ingest.multi_stream import Ingest
+    from streamface.ingest.capture import StreamCapture
 
     store = tmp_path / "s.zarr"
     captures = [StreamCapture(n, str(clip), tmp_path, sample_fps=4) for n in ("a", "b")]
@@ -281,7 +281,7 @@ def _writer(tmp_path):
 
 
 def test_commit_queue_commits_in_order_and_merges_what_waits(tmp_path):
-    from streamface.commit_queue import CommitQueue
+    from streamface.ingest.commit_queue import CommitQueue
 
     gate = threading.Event()
     commits = CommitQueue(_writer(tmp_path), max_jobs=8)
@@ -296,7 +296,7 @@ def test_commit_queue_commits_in_order_and_merges_what_waits(tmp_path):
 
 
 def test_commit_queue_hands_a_failed_job_error_to_the_producer(tmp_path):
-    from streamface.commit_queue import CommitQueue
+    from streamface.ingest.commit_queue import CommitQueue
 
     commits = CommitQueue(_writer(tmp_path), max_jobs=2)
     commits.submit(lambda w: (_ for _ in ()).throw(OSError("disk full")))
@@ -309,12 +309,12 @@ def test_commit_queue_hands_a_failed_job_error_to_the_producer(tmp_path):
 
 
 def test_merged_commit_jobs_store_what_separate_ones_do(clip, model_home, tmp_path):  # noqa: F811
-    from streamface.face_analysis import FaceAnalysis
-    from streamface.face_extraction import FaceExtraction
+    from streamface.ingest.analysis import FaceAnalysis
+    from streamface.ingest.extraction import FaceExtraction
     from streamface.engine.decode import VideoDecoder
-    from streamface.batch_commit import BatchCommit
-    from streamface.ingest import FrameTiming
-    from streamface.keyframes import KeyframeSelector
+    from streamface.ingest.batch_commit import BatchCommit
+    from streamface.ingest.multi_stream import FrameTiming
+    from streamface.ingest.keyframes import KeyframeSelector
 
     extractor, analyzer = FaceExtraction(None, None).make_extractor(), FaceAnalysis(None, None).make_analyzer()
     selector = KeyframeSelector()
@@ -399,7 +399,7 @@ class _SteppingClock:
 
 def test_rotation_splits_a_stream_over_two_stores_with_nothing_lost_or_twice(clip, model_home, tmp_path):  # noqa: F811
     from streamface.cli import ingest_for_specs
-    from streamface.ingest_config import StreamSpec
+    from streamface.ingest.config import StreamSpec
     from streamface.store.rotation import StoreRotation, rotated_stores
 
     o = ingest_options("--batch-size", "2")
@@ -429,8 +429,8 @@ def test_rotation_splits_a_stream_over_two_stores_with_nothing_lost_or_twice(cli
 
 def test_rotation_gives_each_store_its_own_online_index(clip, model_home, tmp_path):  # noqa: F811
     from streamface.cli import ingest_for_specs
-    from streamface.hri import HierarchicalRetrievalIndex, index_path_for_store
-    from streamface.ingest_config import StreamSpec
+    from streamface.identify.hri import HierarchicalRetrievalIndex, index_path_for_store
+    from streamface.ingest.config import StreamSpec
     from streamface.store.rotation import StoreRotation, rotated_stores
 
     o = ingest_options("--batch-size", "2", "--index-threshold", "0.5")

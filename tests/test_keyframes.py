@@ -8,8 +8,8 @@ import math
 import numpy as np
 
 from streamface import kernels
-from streamface.face_extraction import similarity_image
-from streamface.keyframes import KeyframeSelector
+from streamface.ingest.extraction import similarity_image
+from streamface.ingest.keyframes import KeyframeSelector
 
 
 def reference_selection(frames, empty_threshold=0.95, blur_threshold=50.0, similarity_threshold=0.9):

@@ -24,7 +24,7 @@ from pipeline_fixtures import clip, scene_starts  # noqa: F401
 
 from streamface.engine.sources import resolve_source
 from streamface.store import FaceStore
-from streamface.stream_capture import StreamCapture, store_path
+from streamface.ingest.capture import StreamCapture, store_path
 
 SPEED = 4.0        # live clock vs wall clock
 WINDOW = 12        # segments in the playlist (~24 s of clip, 6 s of wall time)

@@ -1,4 +1,4 @@
-"""streamface.live_status and ``streamface status``: atomic snapshots, running / stale / not running."""
+"""streamface.ops.live_status and ``streamface status``: atomic snapshots, running / stale / not running."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import pytest
 from click.testing import CliRunner
 
 from streamface.cli import main as cli
-from streamface.live_status import StatusWriter, read_status, status_dir
+from streamface.ops.live_status import StatusWriter, read_status, status_dir
 from streamface.store import FaceStore
 from streamface.store.summary import store_summary
-from streamface.telemetry import Telemetry
+from streamface.ops.telemetry import Telemetry
 
 
 @pytest.fixture
@@ -68,8 +68,8 @@ def test_the_status_is_refreshed_every_interval(store):
 def test_an_ingest_killed_without_closing_reads_as_not_running(store):
     script = textwrap.dedent("""
         import sys
-        from streamface.live_status import StatusWriter
-        from streamface.telemetry import Telemetry
+        from streamface.ops.live_status import StatusWriter
+        from streamface.ops.telemetry import Telemetry
         telemetry = Telemetry()
         telemetry.stream("news").update(decoded=50, kept=5, faces=9)
         StatusWriter(sys.argv[1], telemetry, interval=60).start()
@@ -189,7 +189,7 @@ def test_a_real_capture_reports_its_summary_counts_through_status_and_metrics(tm
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.capture import StreamCapture
 
     video = shared_data / "videos" / "hamilton_clip.mp4"
     if not video.is_file():

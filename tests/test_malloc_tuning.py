@@ -1,4 +1,4 @@
-"""``streamface.malloc_tuning``: big buffers go back to the system when freed (glibc)."""
+"""``streamface.ops.malloc_tuning``: big buffers go back to the system when freed (glibc)."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ import sys
 
 import pytest
 
-from streamface.malloc_tuning import fix_mmap_threshold
+from streamface.ops.malloc_tuning import fix_mmap_threshold
 
 # In a fresh process: free a 6 MiB buffer twice (glibc then raises its mmap threshold
 # to that size), then see whether freeing a third hands its pages back to the system.
 PROBE = """
 import sys
 import numpy as np
-from streamface.malloc_tuning import fix_mmap_threshold
+from streamface.ops.malloc_tuning import fix_mmap_threshold
 applied = fix_mmap_threshold() if sys.argv[1] == "fixed" else None
 def rss():
     with open("/proc/self/statm") as f:

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from pipeline_fixtures import clip, ingest_options, model_home  # noqa: F401 (pytest fixtures)
 from streamface.cli import main as cli
-from streamface.live_status import read_status
-from streamface.monitoring import Monitoring
+from streamface.ops.live_status import read_status
+from streamface.ops.monitoring import Monitoring
 from streamface.store import FaceStore
-from streamface.structured_logs import LogConfig
+from streamface.ops.structured_logs import LogConfig
 
 
 def test_ingest_writes_json_logs_and_a_finished_status_with_its_counts(clip, model_home, tmp_path):  # noqa: F811
@@ -67,7 +67,7 @@ def test_metrics_are_scraped_while_monitoring(tmp_path):
 
 def test_ingest_reports_every_model_call(clip, model_home, tmp_path):  # noqa: F811
     from streamface.cli import ingest_for_specs
-    from streamface.ingest_config import StreamSpec
+    from streamface.ingest.config import StreamSpec
 
     o = ingest_options("--max-frames", "12")
     calls = []

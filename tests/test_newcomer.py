@@ -25,7 +25,7 @@ from engine_fixtures import engine_home  # noqa: F401
 from pipeline_fixtures import clip, cut_clip, model_home  # noqa: F401
 
 from streamface.cli import main
-from streamface.live_status import read_status
+from streamface.ops.live_status import read_status
 from streamface.store import FaceStore
 
 CUT_AT = "truncated at 16.0 s of 55.0 s"
@@ -60,7 +60,7 @@ def test_a_name_that_is_not_a_stream_name_is_refused_before_anything_is_written(
 
 
 def test_ingest_and_the_log_files_refuse_the_same_names(hamilton, tmp_path):
-    from streamface.structured_logs import LogConfig, configure_logging
+    from streamface.ops.structured_logs import LogConfig, configure_logging
 
     result = _invoke("ingest", "--source", f"../evil={hamilton}", "--store", tmp_path / "s.zarr", "--no-progress")
     assert result.exit_code == 1 and "invalid stream name '../evil'" in result.output
@@ -97,7 +97,7 @@ def test_the_same_file_after_a_touch_or_a_copy_resumes_instead_of_storing_everyt
 
 
 def test_a_stream_records_the_fingerprint_of_its_files_and_old_streams_read_without_it(hamilton, tmp_path):
-    from streamface.file_source import content_fingerprint
+    from streamface.ingest.file_source import content_fingerprint
 
     fingerprint = content_fingerprint(hamilton)
     copy = tmp_path / "copy.mp4"
@@ -306,7 +306,7 @@ def test_a_cosine_threshold_outside_0_to_2_is_refused(tmp_path, args, option, mo
 # ---- 12. the cluster summary in words ------------------------------------------------------------
 
 def test_the_cluster_summary_says_what_happened_in_words():
-    from streamface.cluster_summary import clustering_summary
+    from streamface.identify.cluster_summary import clustering_summary
 
     assert clustering_summary(11, 11, 11, 8, "hac") == (
         "11 faces -> 11 identities: hac grouped similar faces into 11 clusters; "

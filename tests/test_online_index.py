@@ -10,7 +10,7 @@ from engine_fixtures import engine_home  # noqa: F401
 from pipeline_fixtures import clip, model_home  # noqa: F401
 
 from streamface.cli import main
-from streamface.hri import HierarchicalRetrievalIndex, index_path_for_store
+from streamface.identify.hri import HierarchicalRetrievalIndex, index_path_for_store
 from streamface.store import FaceStore
 
 THRESHOLD = 0.5
@@ -149,9 +149,9 @@ def test_ingest_refuses_labels_from_another_threshold_and_keeps_the_stream(clip,
 
 
 def test_ingest_index_needs_the_analysis_stage(tmp_path):
-    from streamface.face_extraction import FaceExtraction
-    from streamface.ingest import Ingest
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.extraction import FaceExtraction
+    from streamface.ingest.multi_stream import Ingest
+    from streamface.ingest.capture import StreamCapture
 
     capture = StreamCapture("news", "clip.mp4", tmp_path)
     job = Ingest([capture], FaceExtraction(None, None), None, store=tmp_path / "s.zarr", index_threshold=0.5)

@@ -23,16 +23,16 @@ from engine_fixtures import engine_home  # noqa: F401
 from pipeline_fixtures import model_home  # noqa: F401
 
 from streamface.cli import main
-from streamface.face_analysis import FaceAnalysis
-from streamface.face_clustering import FaceClustering
-from streamface.face_extraction import FaceExtraction, FaceExtractor
-from streamface.metrics import bcubed
-from streamface.photos import (
+from streamface.ingest.analysis import FaceAnalysis
+from streamface.identify.face_clustering import FaceClustering
+from streamface.ingest.extraction import FaceExtraction, FaceExtractor
+from streamface.evaluate.known_identities import identity_annotations
+from streamface.evaluate.metrics import bcubed
+from streamface.ingest.photos import (
     FALLBACK_ATTR,
     IDENTITY_ATTR,
     PHOTO_ATTR,
     PhotoError,
-    identity_annotations,
     pad_onto_canvas,
     photo_face,
     photo_files,
@@ -86,7 +86,7 @@ def _score(stream, truth, label_of):
 
 
 def test_pad_onto_canvas_is_the_calibrations_padding(shared_data):
-    from streamface.calibration import padded_photo
+    from streamface.evaluate.calibration import padded_photo
 
     path = _identities(shared_data, "orl") / "s1" / "1.pgm"
     rgb = read_photo(path)

@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from analysis_fixtures import make_store
 from streamface.cli import main as cli
-from streamface.clustering import batched_hac, knn_hac, make_identities
-from streamface.ray_pool import LocalExecutor, RayPool
+from streamface.identify.clustering import batched_hac, knn_hac, make_identities
+from streamface.ops.ray_pool import LocalExecutor, RayPool
 from streamface.store import FaceStore
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")

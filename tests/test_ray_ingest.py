@@ -29,11 +29,11 @@ from pipeline_fixtures import clip, cut_clip, ingest_options, model_home  # noqa
 from streamface.cli import ingest_for_specs
 from streamface.cli import main as cli
 from streamface.engine.decode import VideoDecoder
-from streamface.ingest import FrameTiming, StreamCounters, StreamStart
-from streamface.ingest_config import StreamSpec
-from streamface.keyframes import KeyframeSelector
-from streamface.ray_ingest import RayIngest, _Lives, place_streams, plan_placement
-from streamface.ray_pool import RayPool
+from streamface.ingest.multi_stream import FrameTiming, StreamCounters, StreamStart
+from streamface.ingest.config import StreamSpec
+from streamface.ingest.keyframes import KeyframeSelector
+from streamface.ingest.ray_streams import RayIngest, _Lives, place_streams, plan_placement
+from streamface.ops.ray_pool import RayPool
 from streamface.store import FaceStore
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")

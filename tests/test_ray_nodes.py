@@ -17,7 +17,7 @@ import pytest
 
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from pipeline_fixtures import clip, model_home  # noqa: F401 (pytest fixtures)
-from streamface.ray_pool import RayPool
+from streamface.ops.ray_pool import RayPool
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e '.[ray]'")
 from ray.cluster_utils import Cluster  # noqa: E402

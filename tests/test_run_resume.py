@@ -120,7 +120,7 @@ def test_faces_committed_but_not_embedded_are_embedded_on_resume(clip, model_hom
     """A kill between a batch's commit and the commit of its embeddings (made certain here
     by failing the third embedding write) leaves faces without embeddings; the next run
     analyses them first."""
-    from streamface.face_analysis import FaceAnalyzer
+    from streamface.ingest.analysis import FaceAnalyzer
 
     store = tmp_path / "crashed.zarr"
     original, calls = FaceAnalyzer.write, []

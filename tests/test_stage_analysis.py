@@ -9,9 +9,9 @@ from engine_fixtures import engine_home  # noqa: F401
 from pipeline_fixtures import extracted, extracted_copy, model_home  # noqa: F401
 
 from streamface.engine import POSE_NAMES, ModelError, head_pose
-from streamface.face_analysis import FaceAnalysis
+from streamface.ingest.analysis import FaceAnalysis
 from streamface.store import FaceStore
-from streamface.stream_capture import store_path
+from streamface.ingest.capture import store_path
 
 
 @pytest.fixture(scope="module")

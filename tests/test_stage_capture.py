@@ -13,7 +13,7 @@ from pipeline_fixtures import captured, clip, scene_starts  # noqa: F401
 from streamface import kernels
 from streamface.engine import SourceError
 from streamface.store import FaceStore
-from streamface.stream_capture import StreamCapture, store_path
+from streamface.ingest.capture import StreamCapture, store_path
 
 
 def _stream(out):

@@ -13,10 +13,10 @@ from pipeline_fixtures import extracted, extracted_copy, model_home, seed_boxes 
 from streamface import kernels
 from streamface.engine import box_iou
 from streamface.engine.models.yunet import YuNet
-from streamface.face_extraction import FaceExtraction
+from streamface.ingest.extraction import FaceExtraction
 from streamface.store import FaceStore, StoreError
 from streamface.store.export import DETECTION_COLUMNS
-from streamface.stream_capture import store_path
+from streamface.ingest.capture import store_path
 
 
 def _stream(out):
@@ -78,7 +78,7 @@ def test_resume_false_refuses_a_stream_with_faces(extracted_copy, skynews, model
 
 
 def test_faces_of_consecutive_similar_frames_share_a_track(model_home):  # noqa: F811
-    from streamface.face_extraction import FaceExtractor
+    from streamface.ingest.extraction import FaceExtractor
 
     class Fixed:
         def detect(self, frames):
@@ -100,7 +100,7 @@ def test_track_matching_on_real_frames_follows_the_seeds_rule(skynews_frames, mo
     # The extractor compares small gray images it keeps instead of the frames: the
     # decisions must be those of the seed's rule on the RGB frames.
     from streamface.engine import Detections
-    from streamface.face_extraction import FaceExtractor, similarity_image
+    from streamface.ingest.extraction import FaceExtractor, similarity_image
 
     class OneFace:
         def detect(self, frames):
@@ -140,7 +140,7 @@ def test_track_matching_on_real_frames_follows_the_seeds_rule(skynews_frames, mo
 
 
 def test_seed_usage_capture_then_extract_in_the_same_folder(skynews, model_home, tmp_path):  # noqa: F811
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.capture import StreamCapture
 
     clip = skynews / "skynews_sample.mp4"
     StreamCapture("sky", str(clip), tmp_path, max_frames=8).call()

@@ -1,4 +1,4 @@
-"""streamface.structured_logs: JSON lines, rotation, idempotent setup, the click options."""
+"""streamface.ops.structured_logs: JSON lines, rotation, idempotent setup, the click options."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from streamface.structured_logs import LogConfig, close_logging, configure_logging, log_event, log_options
+from streamface.ops.structured_logs import LogConfig, close_logging, configure_logging, log_event, log_options
 
 log = logging.getLogger("streamface.test")
 
@@ -115,7 +115,7 @@ def test_a_stream_file_gets_only_that_streams_events(tmp_path):
 
 
 def test_the_capture_logs_to_the_rotating_stream_file_instead_of_adding_its_own(tmp_path, shared_data):
-    from streamface.stream_capture import StreamCapture
+    from streamface.ingest.capture import StreamCapture
 
     video = shared_data / "videos" / "hamilton_clip.mp4"
     if not video.is_file():

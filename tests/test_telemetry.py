@@ -1,4 +1,4 @@
-"""streamface.telemetry: per-stream metrics, the Prometheus exporter over real HTTP on 127.0.0.1."""
+"""streamface.ops.telemetry: per-stream metrics, the Prometheus exporter over real HTTP on 127.0.0.1."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from streamface.store import FaceStore
-from streamface.telemetry import Telemetry, resident_memory_bytes
+from streamface.ops.telemetry import Telemetry, resident_memory_bytes
 
 # One sample line of the text format: name{labels} value (labels optional).
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (-?[0-9.e+-]+|NaN|[+-]Inf)$')
@@ -170,7 +170,7 @@ def test_a_bad_port_is_refused_before_binding():
 
 
 def test_record_takes_an_ingests_live_counters():
-    ingest = pytest.importorskip("streamface.ingest", reason="the multi-stream ingest is not here")
+    ingest = pytest.importorskip("streamface.ingest.multi_stream", reason="the multi-stream ingest is not here")
     StreamCounters = ingest.StreamCounters
 
     telemetry = Telemetry()
@@ -187,7 +187,7 @@ def test_metrics_options_reach_the_command_as_one_address():
     import click
     from click.testing import CliRunner
 
-    from streamface.telemetry import metrics_options
+    from streamface.ops.telemetry import metrics_options
 
     seen = []
 

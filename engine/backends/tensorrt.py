@@ -378,7 +378,7 @@ class TensorRTEngine:
                           self.profile.key(), self.precision)
             if plan_dir is None:
                 # Imported here: the model cache imports the backends.
-                from streamface.engine.models.cache import ModelCache
+                from streamface.engine.weights.cache import ModelCache
 
                 plan_dir = ModelCache().plans_dir
             cache = PlanCache(plan_dir)

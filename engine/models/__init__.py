@@ -13,15 +13,15 @@ converts the Keras HDF5 heads.
 from streamface.engine.models.age_gender import AgeHead, GenderHead
 from streamface.engine.models.arcface import ArcFace
 from streamface.engine.models.attribute_head import AttributeHead
-from streamface.engine.models.cache import ModelCache, ModelStatus, PreparedModel, default_home
-from streamface.engine.models.carriers import Carrier
+from streamface.engine.weights.cache import ModelCache, ModelStatus, PreparedModel, default_home
+from streamface.engine.weights.carriers import Carrier
 from streamface.engine.models.centerface import CenterFace
 from streamface.engine.models.concatenated import ConcatenatedRecognizer
 from streamface.engine.models.crops import FaceCrop
 from streamface.engine.models.expression import ExpressionHead
 from streamface.engine.models.face_mask import MaskHead
 from streamface.engine.models.fairface import FairFace
-from streamface.engine.models.registry import (
+from streamface.engine.weights.registry import (
     DEFAULT_DETECTOR,
     DEFAULT_RECOGNIZER,
     REGISTRY,

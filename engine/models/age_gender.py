@@ -16,7 +16,7 @@ import numpy as np
 
 from streamface.engine.backends.base import InferenceEngine
 from streamface.engine.models.attribute_head import AttributeHead, rounded
-from streamface.engine.models.registry import AGE_BINS, REGISTRY, ModelSpec
+from streamface.engine.weights.registry import AGE_BINS, REGISTRY, ModelSpec
 
 #: First age (years) of each of the seed's bins; the last bin is open (70+).
 AGE_BIN_STARTS = (0, 3, 10, 20, 30, 40, 50, 60, 70)

@@ -15,7 +15,7 @@ import numpy as np
 
 from streamface.engine.backends.base import InferenceEngine
 from streamface.engine.errors import ModelError
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 from streamface.engine.models.sface import SFace, l2_normalize
 
 

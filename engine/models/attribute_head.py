@@ -26,7 +26,7 @@ from streamface.engine.models.crops import (
     check_frame,
     check_landmarks,
 )
-from streamface.engine.models.registry import ModelSpec
+from streamface.engine.weights.registry import ModelSpec
 from streamface.engine.models.validation import batch_size
 
 #: OpenCV's COLOR_RGB2GRAY weights (ITU-R BT.601), what fer's crops went through.

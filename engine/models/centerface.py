@@ -27,7 +27,7 @@ class CenterFace(LetterboxDetector):
     #: Calibrated: the output of ``streamface calibrate ../shared/data/skynews
     #: ../shared/data/identities/johns ../shared/data/identities/orl --what detector
     #: --detector centerface`` (target recall 0.95, the rule of
-    #: :func:`streamface.calibration.detector_threshold`). Recall at 0.73: skynews 36/37
+    #: :func:`streamface.evaluate.calibration.detector_threshold`). Recall at 0.73: skynews 36/37
     #: seed faces (IoU 0.5; the limiting set), johns 55/55 photos, orl 400/400 photos.
     DEFAULT_CONF_THRESHOLD = 0.73
     DEFAULT_NMS_THRESHOLD = 0.3

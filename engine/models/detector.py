@@ -24,7 +24,7 @@ from streamface.engine.models.frame_batch import (
     check_frames,
     default_detector_batch,
 )
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 from streamface.engine.models.validation import batch_size, check_param
 
 #: What :meth:`LetterboxDetector._decode` gives for one frame: boxes ``x, y, w, h``

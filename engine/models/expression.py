@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from streamface.engine.backends.base import InferenceEngine
 from streamface.engine.models.attribute_head import AttributeHead
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 
 
 class ExpressionHead(AttributeHead):

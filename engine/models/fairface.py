@@ -14,7 +14,7 @@ import numpy as np
 
 from streamface.engine.backends.base import InferenceEngine
 from streamface.engine.models.attribute_head import AttributeHead, rounded, softmax
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 
 
 class FairFace(AttributeHead):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from streamface import kernels
-from streamface.engine.models.registry import Preprocessing
+from streamface.engine.weights.registry import Preprocessing
 
 
 def default_detector_batch(engine) -> int:

@@ -28,7 +28,7 @@ found the same 19 faces; 16 of them with IoU >= 0.9, scores within 0.03 but one.
 Default score threshold (``conf_threshold``, registry entry ``mtcnn``): 0.76, the output of
 ``streamface calibrate ../shared/data/skynews ../shared/data/identities/johns
 ../shared/data/identities/orl --what detector --detector mtcnn`` (the rule of
-:func:`streamface.calibration.detector_threshold`, target recall 0.95). On skynews (24
+:func:`streamface.evaluate.calibration.detector_threshold`, target recall 0.95). On skynews (24
 frames, the seed's 37 faces) the cascade alone (O-Net score > 0.7) finds 35 of the 37 at
 IoU >= 0.5, 34 of them scoring 0.973-1.0 and one 0.769: the target is out of reach there, so
 that set keeps its best reachable recall 35/37 (0.946), which limits the threshold to 0.76;
@@ -50,7 +50,7 @@ from streamface.engine.backends.base import InferenceEngine
 from streamface.engine.detections import Detections
 from streamface.engine.errors import ModelError
 from streamface.engine.models.frame_batch import check_frames, default_detector_batch
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 from streamface.engine.models.validation import check_param
 
 #: P-Net's receptive field and stride in pixels of a pyramid level.

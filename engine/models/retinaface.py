@@ -27,7 +27,7 @@ class RetinaFace(LetterboxDetector):
     #: Calibrated: the output of ``streamface calibrate ../shared/data/skynews
     #: ../shared/data/identities/johns ../shared/data/identities/orl --what detector
     #: --detector retinaface`` (target recall 0.95, the rule of
-    #: :func:`streamface.calibration.detector_threshold`; 640 px input on 1080p frames).
+    #: :func:`streamface.evaluate.calibration.detector_threshold`; 640 px input on 1080p frames).
     #: Recall at 0.93: skynews 36/37 seed faces (IoU 0.5; the limiting set), johns 55/55
     #: photos, orl 400/400 photos. The seed's 0.95 (set for full-resolution input) keeps 35
     #: of 37 here.

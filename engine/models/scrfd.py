@@ -22,7 +22,7 @@ import numpy as np
 from streamface.engine.backends.base import InferenceEngine
 from streamface.engine.errors import ModelError
 from streamface.engine.models.detector import Candidates, LetterboxDetector
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 
 
 def anchor_centres(height: int, width: int, stride: int, anchors: int) -> np.ndarray:

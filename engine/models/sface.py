@@ -18,7 +18,7 @@ from streamface.engine.models.crops import (
     check_frame,
     check_landmarks,
 )
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 from streamface.engine.models.validation import batch_size
 
 

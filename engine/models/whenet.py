@@ -30,14 +30,14 @@ from streamface.engine.models.crops import (
     upright_windows,
     window_crops,
 )
-from streamface.engine.models.keras_to_onnx import (
+from streamface.engine.weights.keras_to_onnx import (
     KerasLayer,
     KerasModel,
     keras_model_to_onnx,
     open_hdf5,
     read_layer_weights,
 )
-from streamface.engine.models.registry import REGISTRY, ModelSpec
+from streamface.engine.weights.registry import REGISTRY, ModelSpec
 
 #: EfficientNet-B0 blocks: (repeats, stride of the first block) per stage.
 EFFICIENTNET_B0_STAGES = ((1, 1), (2, 2), (2, 2), (3, 2), (3, 1), (4, 2), (1, 1))

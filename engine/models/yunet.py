@@ -40,7 +40,7 @@ class YuNet(LetterboxDetector):
     #: Calibrated: the output of ``streamface calibrate ../shared/data/skynews
     #: ../shared/data/identities/johns ../shared/data/identities/orl --what detector
     #: --detector yunet`` (target recall 0.95, the rule of
-    #: :func:`streamface.calibration.detector_threshold`): the highest 0.01 step keeping
+    #: :func:`streamface.evaluate.calibration.detector_threshold`): the highest 0.01 step keeping
     #: recall >= 0.95 on every public set. Recall at 0.86: skynews 36/37 seed faces (IoU
     #: 0.5; the limiting set), johns 55/55 photos, orl 399/400 photos. YuNet scores real
     #: faces lower than RetinaFace does, so the seed's 0.95 would keep almost none.

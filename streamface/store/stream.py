@@ -490,7 +490,7 @@ class StreamWriter(Stream):
         Parameters
         ----------
         fingerprint : str
-            E.g. :func:`streamface.file_source.content_fingerprint`.
+            E.g. :func:`streamface.ingest.file_source.content_fingerprint`.
         start_time_us : int
             Capture time of pts 0, µs since the epoch.
         file : str, default ""

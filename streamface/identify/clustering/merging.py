@@ -13,8 +13,8 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.spatial import distance as sdist
 
-from streamface.clustering.constraints import Links, join_unless_forbidden
-from streamface.clustering.hac import canonical_labels, components
+from streamface.identify.clustering.constraints import Links, join_unless_forbidden
+from streamface.identify.clustering.hac import canonical_labels, components
 
 __all__ = ["mean_cluster_distances", "merge_matched_clusters", "order_by_size"]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamface.clustering.neighbors import candidate_pairs, pair_distances, prepare
+from streamface.identify.clustering.neighbors import candidate_pairs, pair_distances, prepare
 
 __all__ = ["MODES", "cluster_pair_distances", "cross_cluster_min", "diameter_pairs"]
 
@@ -102,7 +102,7 @@ def diameter_pairs(x: np.ndarray, labels: np.ndarray, clusters: np.ndarray,
     first, second : ndarray of int64, shape (m,)
         Rows of ``x``.
     """
-    from streamface.clustering.hac import condensed_distances
+    from streamface.identify.clustering.hac import condensed_distances
 
     order = np.argsort(labels, kind="stable")
     sorted_labels = labels[order]
@@ -168,7 +168,7 @@ def cluster_pair_distances(x: np.ndarray, labels: np.ndarray, clusters: np.ndarr
         Cluster labels, ``a < b``.
     dist : ndarray of float64, shape (p,)
     """
-    from streamface.clustering.hac import cluster_means
+    from streamface.identify.clustering.hac import cluster_means
 
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {MODES}, got {mode!r}")

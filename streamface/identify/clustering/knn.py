@@ -20,7 +20,7 @@ Memory is O(n * n_neighbors) for the graph plus O(max_component^2) for the
 largest linkage; time is dominated by the neighbour search. When every face has
 fewer than ``n_neighbors`` others within ``t`` and the search is exact, steps 1-3
 give exactly the flat clusters of one linkage over all faces (see
-:mod:`streamface.clustering.hac`); otherwise the graph may miss edges inside
+:mod:`streamface.identify.clustering.hac`); otherwise the graph may miss edges inside
 large identities, which splits rather than merges (precision is kept).
 """
 
@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from streamface.clustering.constraints import Links
-from streamface.clustering.hac import canonical_labels, cluster_components, cluster_means, components
-from streamface.clustering.neighbors import SEARCH_MARGIN, knn_search
+from streamface.identify.clustering.constraints import Links
+from streamface.identify.clustering.hac import canonical_labels, cluster_components, cluster_means, components
+from streamface.identify.clustering.neighbors import SEARCH_MARGIN, knn_search
 
 __all__ = ["KNN_METRICS", "knn_hac"]
 
@@ -91,7 +91,7 @@ def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage:
     mean_levels : int, default 2
         Times the cluster means are clustered again (the seed: 2).
     index : {"auto", "exact", "ivf", "numpy"}, default "auto"
-        Neighbour search (see :func:`streamface.clustering.neighbors.knn_search`).
+        Neighbour search (see :func:`streamface.identify.clustering.neighbors.knn_search`).
     exact_limit : int, default 50000
         ``auto`` searches exactly up to this many points (measured on 2 cores:
         exact search of 100k faces took 57 s, the inverted-list search 9 s).
@@ -102,7 +102,7 @@ def knn_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", linkage:
         Filled with per-level graph statistics (points, edges, components,
         largest component, share of faces whose every neighbour was within ``t``,
         clusters, seconds of search and of linkage).
-    executor : streamface.ray_pool.Executor, optional
+    executor : streamface.ops.ray_pool.Executor, optional
         Runs the linkages of groups of components (e.g. as Ray tasks); the
         labels do not depend on it. Default: here, one after the other.
     links : Links, optional

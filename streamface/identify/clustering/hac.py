@@ -34,9 +34,9 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial.distance import squareform
 
-from streamface.clustering.constraints import Links, constrained_cut
-from streamface.clustering.neighbors import pair_distances, radius_components
-from streamface.ray_pool import LocalExecutor
+from streamface.identify.clustering.constraints import Links, constrained_cut
+from streamface.identify.clustering.neighbors import pair_distances, radius_components
+from streamface.ops.ray_pool import LocalExecutor
 
 __all__ = ["GRAPH_LINKAGES", "LINKAGES", "batched_hac", "canonical_labels", "cluster_components",
            "cluster_means", "components", "condensed_distances", "threshold_hac"]
@@ -171,13 +171,13 @@ def cluster_components(x: np.ndarray, comp: np.ndarray, threshold: float, *, met
         Components larger than this are cut into consecutive pieces of at most
         ``max_size`` rows (in row order), each clustered alone, as the seed does
         with batches; the callers' mean levels join the pieces again. None: no limit.
-    executor : streamface.ray_pool.Executor, optional
+    executor : streamface.ops.ray_pool.Executor, optional
         Runs the linkages of groups of components (e.g. as Ray tasks); the
         labels do not depend on it. Default: one after the other, here.
     links : Links, optional
-        Cannot-link and must-link pairs of rows (:mod:`streamface.clustering.constraints`).
+        Cannot-link and must-link pairs of rows (:mod:`streamface.identify.clustering.constraints`).
         Must-linked rows join one component; a piece holding a constraint is cut by
-        :func:`~streamface.clustering.constraints.constrained_cut` here (not on the
+        :func:`~streamface.identify.clustering.constraints.constrained_cut` here (not on the
         executor), the others by SciPy's linkage as without links.
 
     Returns
@@ -271,7 +271,7 @@ def threshold_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", li
         One of :data:`LINKAGES`.
     block_rows : int, optional
         Rows per block of the neighbour search (default: about 64 MiB of distances).
-    executor : streamface.ray_pool.Executor, optional
+    executor : streamface.ops.ray_pool.Executor, optional
         Runs the linkages of the components (see :func:`cluster_components`).
     links : Links, optional
         Cannot-link and must-link pairs of rows (see :func:`cluster_components`); only
@@ -314,7 +314,7 @@ def batched_hac(x: np.ndarray, threshold: float, *, metric: str = "cosine", link
         The seed's ``matching_batchsize``: consecutive rows clustered together.
     mean_levels : int, default 2
         Times the cluster means are clustered again (the seed: 2).
-    executor : streamface.ray_pool.Executor, optional
+    executor : streamface.ops.ray_pool.Executor, optional
         Runs the batches (and the mean levels' components), e.g. as Ray tasks;
         the labels do not depend on it. Default: one after the other, here.
     links : Links, optional

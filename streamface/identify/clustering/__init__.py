@@ -1,4 +1,4 @@
-"""Clustering algorithms of the face clustering stage (no I/O here; see ``streamface.face_clustering``).
+"""Clustering algorithms of the face clustering stage (no I/O here; see ``streamface.identify.face_clustering``).
 
 - :func:`batched_hac`: the seed's batched two-level agglomerative clustering
   (exact, same partition as SciPy's linkage run batch by batch).
@@ -11,12 +11,12 @@
 - :func:`make_identities`: generated embeddings with identity structure.
 """
 
-from streamface.clustering.constraints import Links, frame_keys, has_conflict
-from streamface.clustering.hac import GRAPH_LINKAGES, LINKAGES, batched_hac, canonical_labels, threshold_hac
-from streamface.clustering.knn import KNN_METRICS, knn_hac
-from streamface.clustering.merging import merge_matched_clusters, order_by_size
-from streamface.clustering.synthetic import make_identities
-from streamface.clustering.thresholds import SEED_THRESHOLDS, resolve_threshold
+from streamface.identify.clustering.constraints import Links, frame_keys, has_conflict
+from streamface.identify.clustering.hac import GRAPH_LINKAGES, LINKAGES, batched_hac, canonical_labels, threshold_hac
+from streamface.identify.clustering.knn import KNN_METRICS, knn_hac
+from streamface.identify.clustering.merging import merge_matched_clusters, order_by_size
+from streamface.identify.clustering.synthetic import make_identities
+from streamface.identify.clustering.thresholds import SEED_THRESHOLDS, resolve_threshold
 
 __all__ = [
     "GRAPH_LINKAGES", "KNN_METRICS", "LINKAGES", "Links", "SEED_THRESHOLDS", "batched_hac", "canonical_labels",

@@ -12,7 +12,7 @@ registry does not know, or no model at all, gets the seed's values, with a warni
 
 Precedence, first to last: explicit number > the user's calibration file
 (``<cache dir>/calibration.json``, written by ``streamface calibrate --write``; see
-:mod:`streamface.engine.models.calibration_file`) > the registry's shipped value >
+:mod:`streamface.engine.weights.calibration_file`) > the registry's shipped value >
 the seed's fallback. A malformed calibration file raises one line naming it.
 
 The registry is read lazily (no model is loaded; no inference session is made).
@@ -38,7 +38,7 @@ MODEL_THRESHOLDS: dict[str, dict[str, float]] = {}
 
 @functools.lru_cache(maxsize=None)
 def _registry_defaults(model: str):
-    from streamface.engine.models.registry import REGISTRY
+    from streamface.engine.weights.registry import REGISTRY
 
     return getattr(REGISTRY.get(model), "clustering", None)
 
@@ -49,7 +49,7 @@ def _registry_thresholds(model: str) -> dict[str, float] | None:
 
 
 def _user_values(model: str) -> dict:
-    from streamface.engine.models.calibration_file import user_values
+    from streamface.engine.weights.calibration_file import user_values
 
     return user_values(model)  # read each time: a calibration written meanwhile takes effect
 

@@ -14,8 +14,8 @@
   ``batch_frames`` frames or whatever arrived within ``max_wait`` seconds of the
   first, and runs one detector call for all of them and one recognizer call for all
   their faces. The seed's filters, crops and track matching run per stream, each
-  stream keeping its own :class:`~streamface.face_extraction.FaceExtractor` state.
-* One :class:`~streamface.commit_queue.CommitQueue` per stream encodes the frames and
+  stream keeping its own :class:`~streamface.ingest.extraction.FaceExtractor` state.
+* One :class:`~streamface.ingest.commit_queue.CommitQueue` per stream encodes the frames and
   writes frames, faces, embeddings and attributes into the stream's store group, in
   decode order, behind the inference.
 
@@ -45,14 +45,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from streamface.batch_commit import BatchCommit
-from streamface.commit_queue import CommitQueue
+from streamface.ingest.batch_commit import BatchCommit
+from streamface.ingest.commit_queue import CommitQueue
 from streamface.engine.sources import SourceError
-from streamface.face_analysis import first_unanalysed
-from streamface.face_extraction import ExtractionSummary, restore_previous
-from streamface.keyframes import Candidate
-from streamface.online_index import OnlineIndex, check_index_parameters
-from streamface.stream_capture import SourceRecord, settle_source, source_record
+from streamface.ingest.analysis import first_unanalysed
+from streamface.ingest.extraction import ExtractionSummary, restore_previous
+from streamface.ingest.keyframes import Candidate
+from streamface.identify.online_index import OnlineIndex, check_index_parameters
+from streamface.ingest.capture import SourceRecord, settle_source, source_record
 
 __all__ = ["FrameTiming", "Ingest", "IngestSummary", "StreamCounters", "StreamStart"]
 
@@ -106,7 +106,7 @@ class StreamCounters:
     stored: tuple[str, int, int] | None = None
 
     def committed(self, batch) -> None:
-        """Count a stored :class:`~streamface.batch_commit.BatchCommit`: its faces, and the
+        """Count a stored :class:`~streamface.ingest.batch_commit.BatchCommit`: its faces, and the
         latency of each of its frames from decoding to commit."""
         now = time.monotonic()
         self.faces += len(batch.faces)
@@ -184,7 +184,7 @@ class StreamStart(NamedTuple):
 class FrameTiming:
     """What the store needs of a decoded frame (the av.VideoFrame itself is let go).
 
-    The item of a kept frame's :class:`~streamface.keyframes.Candidate`, here and in
+    The item of a kept frame's :class:`~streamface.ingest.keyframes.Candidate`, here and in
     ``ingest --ray``'s decoder actors. ``decoded_at`` is a ``time.monotonic()`` of the
     process that batches the frame (a decoder elsewhere sends its wall clock, converted
     on arrival), for the latency counters.
@@ -292,7 +292,7 @@ class Ingest:
         :meth:`end_stream`, and :meth:`call` runs until every stream has ended.
     index_threshold : float or None, default None
         Online identification, as ``streamface run`` does it: each stream's new faces
-        go into its own :class:`~streamface.online_index.OnlineIndex` (this threshold and
+        go into its own :class:`~streamface.identify.online_index.OnlineIndex` (this threshold and
         ``index_metric``) as they are committed, their live labels are stored, and the
         tree is saved beside the store when the stream ends (each rotated store has its
         own). Needs ``analysis``.
@@ -462,7 +462,7 @@ class Ingest:
         live : bool
             Whether the source is live.
         source : SourceRecord, optional
-            The local file the decoder reads (:func:`~streamface.stream_capture.source_record`),
+            The local file the decoder reads (:func:`~streamface.ingest.capture.source_record`),
             so that the same content gets the same capture times as when it was first stored.
 
         Returns

@@ -1,7 +1,7 @@
 """Distances between embeddings, in blocks: exact pairs, pairs within a radius, k nearest neighbours.
 
 Everything here takes float32 embeddings of shape (n, D) and a SciPy metric name
-(see :data:`streamface.features.METRICS`). Nothing builds an n x n matrix: the
+(see :data:`streamface.identify.features.METRICS`). Nothing builds an n x n matrix: the
 all-pairs searches walk row blocks of at most ``block_rows`` x n distances.
 
 Cosine and correlation become inner products of unit vectors (after centring

@@ -18,7 +18,7 @@ first, as in SciPy's linkage; a forbidden pair is simply never the closest.
 The result equals the unconstrained cut wherever no constraint applies, so the
 callers run it only on the components of the ``<= t`` graph that hold a
 cannot-link pair (clusters never span components; see
-:mod:`streamface.clustering.hac`) and keep SciPy's linkage elsewhere.
+:mod:`streamface.identify.clustering.hac`) and keep SciPy's linkage elsewhere.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from streamface.annotations import face_stem
+from streamface.identify.annotations import face_stem
 
 __all__ = ["Links", "cannot_link_pairs", "constrained_cut", "frame_keys", "has_conflict", "join_unless_forbidden",
            "pairs_between"]

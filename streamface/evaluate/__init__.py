@@ -1,0 +1,1 @@
+"""Evaluation: clustering metrics, the evaluation stages, figures and calibration."""

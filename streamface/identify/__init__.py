@@ -1,0 +1,1 @@
+"""Identities: features, tracks, clustering, cluster matching and the retrieval index."""

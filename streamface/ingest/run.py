@@ -1,0 +1,253 @@
+"""Capture, extraction and analysis fused in one pass over one source (``streamface run``).
+
+One decoder feeds the keyframe selection; each batch of kept frames goes to batched
+detection, the seed's filters, crops and track matching, and its new faces are
+embedded and described from the frames and crops still in memory (no PNG round
+trip, no re-read of the store); then the frames, their faces, embeddings and
+attributes are committed. Three threads work in a line, each on its own batch:
+decoding and keyframe selection; inference (on a
+:class:`~streamface.ingest.commit_queue.CommitQueue` thread); JPEG encoding and the store
+writes (on a second one). Order is kept and at most ``COMMIT_QUEUE_JOBS`` batches
+wait at each step. Stopping (SIGINT/SIGTERM, bounds)
+flushes and commits what was processed; running again continues after the last
+stored frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from streamface.ingest.batch_commit import BatchCommit
+from streamface.ingest.commit_queue import CommitQueue
+from streamface.ingest.analysis import AnalysisSummary, FaceAnalysis, first_unanalysed
+from streamface.ingest.extraction import ExtractionSummary, FaceExtraction
+from streamface.identify.online_index import OnlineIndex, check_index_parameters
+from streamface.ingest.capture import CaptureSummary, StreamCapture, store_path
+
+__all__ = ["EXIT_TRUNCATED", "Pipeline", "PipelineSummary", "Signals", "exit_status", "stop_on_signals"]
+
+log = logging.getLogger(__name__)
+
+#: Batches waiting for the store at most (memory stays bounded when the disk is slow).
+COMMIT_QUEUE_JOBS = 4
+
+#: Exit status of ``run`` and ``ingest`` when a file was cut short (what decoded is stored).
+EXIT_TRUNCATED = 4
+
+
+@dataclass
+class PipelineSummary:
+    """What a run did."""
+
+    capture: CaptureSummary
+    extraction: ExtractionSummary
+    analysis: AnalysisSummary
+    seconds: float
+    load_seconds: float = 0.0
+
+    def line(self) -> str:
+        c, e = self.capture, self.extraction
+        fps = c.decoded / self.seconds if self.seconds > 0 else 0.0
+        text = (f"{c.stream}: {c.decoded} frames, {c.kept} keyframes, {e.faces} faces "
+                f"({self.analysis.faces} embedded), {c.reconnects} reconnects, "
+                f"{self.seconds:.1f} s ({fps:.1f} fps; models loaded in {self.load_seconds:.1f} s) "
+                f"-> {c.store}")
+        return text + c.outcome_note() + "".join(f"; warning: {w}" for w in self.analysis.warnings)
+
+
+class Pipeline:
+    """``StreamCapture`` + ``FaceExtraction`` + ``FaceAnalysis`` on one source, in one pass.
+
+    Parameters
+    ----------
+    capture : StreamCapture
+    extraction : FaceExtraction
+        Its detector and filter parameters are used (not its folders).
+    analysis : FaceAnalysis or None
+        Its models are used; None skips analysis.
+    index_threshold : float or None, default None
+        Online identification: every new face is inserted into a
+        :class:`~streamface.identify.hri.HierarchicalRetrievalIndex` (this threshold and
+        ``index_metric``) as it is stored, and its HRI label is committed as the face's
+        label. The index is saved beside the store at the end. Needs ``analysis``.
+    index_metric : {"cosine", "euclidean"}, default "cosine"
+    """
+
+    def __init__(self, capture: StreamCapture, extraction: FaceExtraction,
+                 analysis: FaceAnalysis | None = None, *,
+                 index_threshold: float | None = None, index_metric: str = "cosine") -> None:
+        self.capture = capture
+        self.extraction = extraction
+        self.analysis = analysis
+        self.index_threshold = index_threshold
+        self.index_metric = index_metric
+
+    def stop(self) -> None:
+        """Stop after the current frame; what was processed is committed."""
+        self.capture.stop()
+
+    def call(self, on_frame=None) -> PipelineSummary:
+        """Run to the end of the source (or a bound, or :meth:`stop`).
+
+        Parameters
+        ----------
+        on_frame : callable, optional
+            ``on_frame(decoder_stats, selection_counts, faces)`` after each decoded frame.
+        """
+        loading = time.monotonic()
+        extractor = self.extraction.make_extractor()
+        analyzer = self.analysis.make_analyzer() if self.analysis is not None else None
+        started = time.monotonic()
+        if self.capture.aligned_size != extractor.aligned_size:
+            self.capture.aligned_size = extractor.aligned_size
+        self.capture.crop_size = max(extractor.face_size)
+
+        online = None
+        check_index_parameters(self.index_threshold, self.index_metric, analyzer)
+        if self.index_threshold is not None:
+            online = OnlineIndex(self.index_threshold, self.index_metric)
+            online.resume(self.capture.store or store_path(self.capture.output_dir),
+                          self.capture.name)
+        if analyzer is not None:
+            self._catch_up(analyzer, online)
+
+        # Three threads in a line: decoding and keyframe selection run here; detection,
+        # the face filters and crops, and the embeddings and attributes run on the
+        # inference queue's thread; JPEG encoding and the store writes run on the commit
+        # queue's thread, so a batch is written while the next one is inferred. Both
+        # queues keep decode order and hold at most COMMIT_QUEUE_JOBS batches.
+        stages: list[CommitQueue] = []
+        next_row = 0
+
+        def infer(kept):
+            nonlocal next_row
+            images = [c.rgb for c in kept]
+            start = next_row
+            faces = extractor.process(images, start, [c.small for c in kept])
+            next_row += len(faces)
+            embeddings, attributes = None, {}
+            if analyzer is not None:
+                embeddings = analyzer.embed(faces.aligned)
+                if len(faces):
+                    attributes = analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(images)))
+            # Batches waiting behind a slow store merge into one commit (BatchCommit.merge).
+            stages[1].submit(BatchCommit(analyzer, self.capture, kept, faces, start, embeddings,
+                                         attributes, online))
+
+        def on_keyframes(writer, kept):
+            nonlocal next_row
+            if not stages:
+                next_row = writer.num_faces
+                stages.append(CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
+                                          name=f"inference-{self.capture.name}"))
+                stages.append(CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
+                                          name=f"commits-{self.capture.name}"))
+            stages[0].submit(lambda _: infer(kept))
+
+        def on_end(writer):
+            try:
+                for stage in stages:
+                    stage.close()  # the inference queue first: its jobs feed the commits
+            finally:
+                for stage in stages[1:]:
+                    stage.close()
+
+        def progress(stats, counts):
+            on_frame(stats, counts, extractor.summary.faces)
+
+        try:
+            capture = self.capture.call(on_keyframes=on_keyframes, on_frame=progress if on_frame else None,
+                                        on_end=on_end)
+        except Exception as exc:
+            # The stream's log file says why it stopped, not only the terminal.
+            log.error("%s: failed: %s", self.capture.name, (str(exc) or type(exc).__name__).splitlines()[0])
+            raise
+        if online is not None:
+            online.save(capture.store, self.capture.name)
+        extraction = extractor.summary
+        extraction.store = capture.store
+        analysis = analyzer.summary if analyzer is not None else AnalysisSummary(store=capture.store)
+        return PipelineSummary(capture, extraction, analysis, time.monotonic() - started,
+                               started - loading)
+
+    def _catch_up(self, analyzer, online) -> None:
+        """Analyse stored faces left without embeddings (a run killed between a batch's
+        commit and its analysis) before continuing the stream."""
+        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
+
+        try:
+            store = FaceStore.open(self.capture.store or store_path(self.capture.output_dir),
+                                   mode="r+")
+            writer = store.writer(self.capture.name, flush_rows=0)
+        except (NotAStoreError, StreamNotFoundError):
+            return  # a new store or stream: nothing to catch up
+        with writer:
+            start, stop = first_unanalysed(writer, analyzer), writer.num_faces
+            step = max(1, getattr(self.analysis, "batch_size", 128))
+            for lo in range(start, stop, step):
+                analyzer.analyze(writer, lo, min(stop, lo + step))
+            if online is not None:
+                online.label_new_faces(writer)
+
+
+@dataclass
+class Signals:
+    """The stop signal received inside :func:`stop_on_signals`'s block (None: none)."""
+
+    received: int | None = None
+
+    @property
+    def name(self) -> str | None:
+        """``"SIGINT"``, ``"SIGTERM"`` or None."""
+        return None if self.received is None else signal.Signals(self.received).name
+
+
+def exit_status(signals: Signals, *, failed: bool = False, truncated: bool = False) -> int:
+    """The exit status of ``run`` and ``ingest``.
+
+    128 + the signal number when a signal stopped it (130 for SIGINT, 143 for SIGTERM),
+    else 1 when a stream failed, else :data:`EXIT_TRUNCATED` (4) when a file was cut
+    short, else 0.
+    """
+    if signals.received is not None:
+        return 128 + signals.received
+    if failed:
+        return 1
+    return EXIT_TRUNCATED if truncated else 0
+
+
+@contextmanager
+def stop_on_signals(stop):
+    """Call ``stop()`` on SIGINT/SIGTERM inside the block (main thread only); restore after.
+
+    Yields a :class:`Signals` that records the first signal received.
+    """
+    signals = Signals()
+    if threading.current_thread() is not threading.main_thread():
+        yield signals
+        return
+    previous = {}
+
+    def handler(signum, frame):
+        if signals.received is None:
+            signals.received = signum
+        stop()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield signals
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def default_output_dir(store) -> Path:
+    """Folder beside a store for logs: ``<store's parent>``."""
+    return Path(store).expanduser().resolve().parent

@@ -1,0 +1,1 @@
+"""Operations: telemetry, monitoring, live status, logs, memory settings, the Ray pool."""

@@ -1,0 +1,1 @@
+"""Review: clusters in FiftyOne, the decisions and the annotations they give."""
