@@ -118,14 +118,18 @@ class InlineCommits:
     """Stand-in for :class:`~streamface.ingest.commit_queue.CommitQueue` that runs each job as it
     is submitted: the pipeline as it was before its writes moved behind the inference."""
 
-    def __init__(self, writer, **_):
+    pending = 0
+
+    def __init__(self, writer, *, close_writer=True, **_):
         self.writer = writer
+        self.close_writer = close_writer
 
     def submit(self, job):
         job(self.writer)
 
     def close(self):
-        pass
+        if self.close_writer and self.writer is not None:
+            self.writer.close()
 
 
 #: Steps that run on the decoding thread with async writes (the rest of its time is
@@ -136,6 +140,7 @@ DECODING_THREAD_STEPS = ("selection", "wait_for_commits")
 
 def run_pipeline(clip: Path, sample_fps: float | None, writes: str = "async") -> dict:
     from streamface.ingest import capture as stream_capture, keyframes, run as pipeline_module
+    from streamface.ingest import session as session_module
     from streamface.ingest.analysis import FaceAnalysis
     from streamface.ingest.extraction import FaceExtraction, FaceExtractor
     from streamface.ingest.run import Pipeline
@@ -151,9 +156,10 @@ def run_pipeline(clip: Path, sample_fps: float | None, writes: str = "async") ->
     originals = [(obj, attr, getattr(obj, attr)) for obj, attr, _ in patches]
     for obj, attr, name in patches:
         setattr(obj, attr, timer.wrap(name, getattr(obj, attr)))
-    if writes == "sync":
-        originals.append((pipeline_module, "CommitQueue", pipeline_module.CommitQueue))
-        pipeline_module.CommitQueue = InlineCommits
+    if writes == "sync":  # the inference queue (run) and the commit queue (the stream's session)
+        for module in (pipeline_module, session_module):
+            originals.append((module, "CommitQueue", module.CommitQueue))
+            module.CommitQueue = InlineCommits
     else:  # the decoding thread waiting for room in the commit queue
         queue_class = pipeline_module.CommitQueue
         originals.append((queue_class, "submit", queue_class.submit))

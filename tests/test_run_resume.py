@@ -113,6 +113,37 @@ def test_sigkill_mid_run_then_resume_equals_an_uninterrupted_run(clip, model_hom
     for key, (box, emb) in mine.items():
         np.testing.assert_allclose(box, theirs[key][0], atol=0.5, err_msg=str(key))
         assert float(emb @ theirs[key][1]) / (np.linalg.norm(emb) * np.linalg.norm(theirs[key][1])) > 0.999
+    # Track ids: the resumed run rebuilds its track memory from the stored frames, so each
+    # face joins the track an uninterrupted run gives it (as ``ingest`` does).
+    if not differ:
+        assert _tracks(store) == _tracks(reference)
+
+
+def _tracks(store, name=NAME) -> dict:
+    """Each face (pts, index in frame) -> the first face of its track, by the same key."""
+    stream = FaceStore.open(store, mode="r").stream(name)
+    pts = stream.read_frames().pts
+    faces = stream.read_faces(columns=("frame", "face", "match"))
+    keys = [(float(pts[f]), int(i)) for f, i in zip(faces.frame, faces.face)]
+    return {key: keys[int(m)] for key, m in zip(keys, faces.match)}
+
+
+def test_run_stopped_mid_clip_and_resumed_gives_the_track_ids_of_one_run(clip, model_home, tmp_path):  # noqa: F811
+    """``run`` and ``ingest`` share one stream session: a run bounded halfway, then run again
+    to the same end, stores what one uninterrupted run stores, track ids included."""
+    # Two frames a second, every one kept: consecutive frames show the same faces, so most
+    # faces join a track started on an earlier frame (the resumed run must remember it).
+    args = ["--name", NAME, "--batch-size", "1", "--sample-fps", "2", "--similarity-threshold", "1.0"]
+    one, halves = tmp_path / "one.zarr", tmp_path / "halves.zarr"
+    _run(clip, one, *args, "--duration", "16")
+    _run(clip, halves, *args, "--duration", "7.2")  # mid-track: 7.5 s continues the track of 6 s
+    assert 0 < _frames(halves) < _frames(one)
+    _run(clip, halves, *args, "--duration", "16")
+    resumed, uninterrupted = _tracks(halves), _tracks(one)
+    assert resumed.keys() == uninterrupted.keys()
+    joined = [k for k, first_face in uninterrupted.items() if first_face != k]
+    assert len(joined) >= 10, "too few faces matched to an earlier one: the test would prove little"
+    assert resumed == uninterrupted
 
 
 def test_faces_committed_but_not_embedded_are_embedded_on_resume(clip, model_home, reference,  # noqa: F811

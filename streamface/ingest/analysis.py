@@ -26,7 +26,7 @@ from PIL import Image
 from streamface.engine import POSE_NAMES, ModelError, head_pose, load_attribute_head, load_recognizer
 from streamface.ingest.extraction import decode_image
 from streamface.store import FaceStore, StoreError
-from streamface.ingest.capture import store_path
+from streamface.store.names import store_path
 
 __all__ = ["AnalysisSummary", "FaceAnalysis", "FaceAnalyzer"]
 

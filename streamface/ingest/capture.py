@@ -20,7 +20,8 @@ import io
 import logging
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -31,29 +32,28 @@ try:
 except ImportError:  # installed without its dependencies: Pillow encodes
     simplejpeg = None
 
-from streamface.engine.decode import DecodedFrame, VideoDecoder
-from streamface.engine.read_ahead import ReadAhead
+from streamface.engine.decode import VideoDecoder
 from streamface.engine.sources import SourceError
-from streamface.ingest.file_source import content_fingerprint, declared_duration, video_data_end
+from streamface.ingest.file_source import declared_duration, video_data_end
 from streamface.ingest.keyframes import Candidate, KeyframeSelector
+from streamface.ingest.loop import select_keyframes
+from streamface.ingest.session import SourceRecord, StreamSession, settle_source, source_record
 from streamface.store import FaceStore, FrameRecords, validate_stream_name
+from streamface.store.names import STORE_NAME, store_path
 
-__all__ = ["CaptureSummary", "SourceRecord", "StreamCapture", "Truncation", "encode_frame", "settle_source",
-           "source_record", "store_path"]
+__all__ = ["CaptureSummary", "STORE_NAME", "SourceRecord", "StreamCapture", "Truncation", "append_frames",
+           "attach_log_file", "encode_frame", "frame_records", "settle_source", "source_record", "store_path"]
+
+#: Frames decoded and converted to RGB ahead of the selection, on a thread of their own.
+READ_AHEAD_FRAMES = 4
 
 log = logging.getLogger(__name__)
 
-STORE_NAME = "streamface.zarr"
 IMAGE_FORMATS = ("jpeg", "png")
 #: A file whose video data ends more than this many seconds before the length its
 #: header announces was cut short (packet durations and audio tracks make a complete
 #: file's two ends differ by a frame or two).
 TRUNCATION_TOLERANCE_S = 1.0
-
-
-def store_path(output_dir) -> Path:
-    """The store a stage keeps its data in: ``<output_dir>/streamface.zarr``."""
-    return Path(output_dir) / STORE_NAME
 
 
 def encode_frame(rgb: np.ndarray, image_format: str = "jpeg", quality: int = 95) -> bytes:
@@ -147,45 +147,6 @@ class Truncation:
         return f"truncated at {self.at_s:.1f} s{of}"
 
 
-@dataclass(frozen=True)
-class SourceRecord:
-    """A local file as a stream records it: its content and the capture time of its pts 0.
-
-    Made where the file is decoded (:func:`source_record`) and settled where the stream's
-    writer is (:func:`settle_source`): on one machine for ``run`` and ``ingest``, on two
-    for ``ingest --ray``, whose decoder and store writer are different actors.
-    """
-
-    fingerprint: str
-    start_time_us: int
-    file: str
-
-
-def source_record(decoder: VideoDecoder) -> SourceRecord | None:
-    """The :class:`SourceRecord` of the local file ``decoder`` reads (None for a live or remote
-    source, whose capture times are the wall clock)."""
-    if decoder.live or not decoder.source.is_local:
-        return None
-    location = decoder.source.location
-    return SourceRecord(content_fingerprint(location), decoder.start_time_us, Path(location).name)
-
-
-def settle_source(writer, record: SourceRecord | None) -> int | None:
-    """The capture time (µs) the file of ``record`` gives its pts 0 in ``writer``'s stream.
-
-    The time recorded when the same content was first captured into the stream, so a
-    re-run of the same content resumes; for new content, the record's own time, which is
-    recorded. None when ``record`` is None.
-    """
-    if record is None:
-        return None
-    recorded = writer.source_start_time(record.fingerprint)
-    if recorded is not None:
-        return recorded
-    writer.record_source(record.fingerprint, record.start_time_us, file=record.file)
-    return record.start_time_us
-
-
 class StreamCapture:
     """Collect distinct, sharp keyframes of a video or stream into the store.
 
@@ -262,7 +223,8 @@ class StreamCapture:
         # checked here, before anything can touch the disk.
         validate_stream_name(self.name)
 
-    def _validate(self) -> None:
+    def validate(self) -> None:
+        """Check the parameters (raises ValueError naming the first bad one)."""
         validate_stream_name(self.name)
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
@@ -291,16 +253,8 @@ class StreamCapture:
                             threads=self.threads,
                             stop_event=self.stop_event if stop_event is None else stop_event)
 
-    def settle_start_time(self, writer, decoder: VideoDecoder) -> None:
-        """Give a local file the capture times it had when its content was first captured
-        into this stream (after a ``touch`` or a copy its own clock would differ), and
-        record its content fingerprint with the times it gets."""
-        start = settle_source(writer, source_record(decoder))
-        if start is not None:
-            decoder.start_time_us = start
-
     def truncation(self, decoder: VideoDecoder, last_pts: float | None,
-                   error: SourceError | None = None) -> Truncation | None:
+                   error: SourceError | None = None, stopped: bool = False) -> Truncation | None:
         """Whether a file ended early: its :class:`Truncation`, or None (read to its end,
         stopped, bounded, or a live source).
 
@@ -312,11 +266,13 @@ class StreamCapture:
             Pts of the last frame it handed out.
         error : SourceError, optional
             What the decoder raised; raised again unless it is a file read error.
+        stopped : bool, default False
+            The stream was stopped (a stopped file is not cut short).
         """
         local = not decoder.live and decoder.source.is_local
         if error is not None and not local:
             raise error
-        if not local or self.stop_event.is_set():
+        if not local or stopped:
             return None
         if self.max_frames is not None and decoder.stats.yielded >= self.max_frames:
             return None
@@ -335,109 +291,112 @@ class StreamCapture:
         return KeyframeSelector(self.empty_threshold, self.blur_threshold, self.similarity_threshold,
                                 prefer_sharper=self.prefer_sharper, threads=self.kernel_threads)
 
-    def call(self, on_keyframes=None, on_frame=None, on_end=None) -> CaptureSummary:
+    def call(self, on_frame=None) -> CaptureSummary:
         """Run the capture to the end of the source (or a bound) and return its summary.
 
         Parameters
         ----------
-        on_keyframes : callable, optional
-            ``on_keyframes(writer, kept)`` replaces the plain frame append: the fused
-            pipeline uses it to add faces to the same commit.
         on_frame : callable, optional
             ``on_frame(decoder_stats, selection_counts)`` after every decoded frame (progress).
-        on_end : callable, optional
-            ``on_end(writer)`` once the source is done (or failed), before the writer is
-            closed: the fused pipeline waits there for its background commits.
         """
-        self._validate()
+        self.validate()
         started = time.monotonic()
         # The source is opened first, so a bad source leaves no store or stream behind.
         decoder = self.open_decoder()
         try:
-            store = FaceStore.open(self.store or store_path(self.output_dir), mode="a")
-            exists = self.name in store.streams
-            writer = store.writer(self.name, create=True,
-                                  aligned_size=None if exists else self.aligned_size,
-                                  crop_size=None if exists else self.crop_size, flush_rows=0)
+            session = StreamSession(FaceStore.open(self.store or store_path(self.output_dir), mode="a"),
+                                    self.name, aligned_size=self.aligned_size, crop_size=self.crop_size)
+            self.start_decoder(decoder, session.open(source_record(decoder)))
         except BaseException:
             decoder.close()
             raise
         selector = self.make_selector()
-        truncated = None
+
+        def emit(kept):
+            session.submit(partial(append_frames, kept=kept, image_format=self.image_format,
+                                   quality=self.jpeg_quality))
+
+        progress = None if on_frame is None else (lambda stats, counts, pts: on_frame(stats, counts))
+        truncated = self.follow(decoder, selector, session, emit, progress)
+        return self.summary(selector, decoder, session.location, time.monotonic() - started, truncated)
+
+    def summary(self, selector: KeyframeSelector, decoder: VideoDecoder, location: str, seconds: float,
+                truncated: Truncation | None) -> CaptureSummary:
+        """The :class:`CaptureSummary` of a stream followed to its end."""
+        c = selector.counts
+        return CaptureSummary(self.name, location, c.seen, c.kept, c.empty, c.blurred,
+                              c.similar - c.replaced, c.replaced, decoder.stats.reconnects, seconds,
+                              truncated=truncated, interrupted=self.stop_event.is_set())
+
+    def log_failure(self, exc: BaseException) -> None:
+        """Say in the stream's log file why it stopped, not only on the terminal."""
+        log.error("%s: failed: %s", self.name, (str(exc) or type(exc).__name__).splitlines()[0])
+
+    def start_decoder(self, decoder: VideoDecoder, start) -> None:
+        """Continue ``decoder`` where its stream's session says (a
+        :class:`~streamface.ingest.session.StreamStart`): after the last stored frame, with
+        the capture times a file's content got when it was first stored."""
+        decoder.after_time_us = start.after_time_us
+        if start.start_time_us is not None:
+            decoder.start_time_us = start.start_time_us
+
+    def follow(self, decoder: VideoDecoder, selector: KeyframeSelector, session: StreamSession, emit,
+               on_frame=None, before_close=None) -> Truncation | None:
+        """The stream of one source, on this thread: decode and select into ``emit``, then
+        close the decoder and the session (its commits done); a truncation or None.
+
+        ``session`` is open; ``on_frame(stats, counts, pts)`` after each decoded frame;
+        ``before_close()`` once the source is done, before the session closes (``run``
+        waits there for its inference thread; called again, its error only logged, when
+        the stream fails). A stream this session created is removed again if the run
+        fails or the file was cut short before anything was stored in it.
+        """
         length = None if decoder.live else decoder.source_duration
         self.length_s = length if self.duration is None or length is None else min(length, self.duration)
         self.position_s = 0.0
+
+        def progress(stats, counts, pts):
+            if pts == pts:  # not NaN
+                self.position_s = pts
+            if on_frame is not None:
+                on_frame(stats, counts, pts)
+
         try:
-            with writer:
+            try:
                 Path(self.output_dir).mkdir(parents=True, exist_ok=True)
-                _attach_log_file(Path(self.output_dir) / "logs", self.name)
-                self.settle_start_time(writer, decoder)
-                span = writer.capture_time_span()
-                decoder.after_time_us = span[1] if span else None
-                append = on_keyframes or self._append
-                pending: list[Candidate] = []
-                last_pts = None
+                attach_log_file(Path(self.output_dir) / "logs", self.name)
+                # Decoding and the RGB conversion run a few frames ahead of the selection.
+                truncated = select_keyframes(decoder, selector, emit=emit, truncation=self.truncation,
+                                             stop_event=self.stop_event, every=self.batch_size,
+                                             on_frame=progress, read_ahead=READ_AHEAD_FRAMES,
+                                             name=self.name, log_interval=self.log_interval)
+            finally:
+                decoder.close()
+            if before_close is not None:
+                before_close()
+            session.close()
+        except BaseException as exc:
+            self.log_failure(exc)
+            if before_close is not None:
                 try:
-                    # Decoding and the RGB conversion run a few frames ahead of the selection;
-                    # the counts are of the frames selected (those decoded ahead when a stop
-                    # comes are decoded again by the next run, which starts after the last
-                    # stored frame).
-                    try:
-                        with ReadAhead(decoder, prepare=DecodedFrame.rgb,
-                                       name=f"decode-{self.name}") as frames:
-                            for seen, (frame, rgb) in enumerate(frames, 1):
-                                last_pts = frame.pts
-                                if frame.pts == frame.pts:  # not NaN
-                                    self.position_s = frame.pts
-                                pending += selector.offer(frame, rgb)
-                                if seen % self.batch_size == 0 and pending:
-                                    append(writer, pending)
-                                    pending = []
-                                if on_frame is not None:
-                                    on_frame(replace(decoder.stats, yielded=seen), selector.counts)
-                                if self.log_interval and seen % self.log_interval == 0:
-                                    log.info("%s: %d frames, %d keyframes", self.name, seen,
-                                             selector.counts.kept)
-                                if self.stop_event.is_set():
-                                    break  # not the frames already decoded ahead
-                    except SourceError as exc:  # a file cut short: what decoded is kept
-                        truncated = self.truncation(decoder, last_pts, exc)
-                    else:
-                        truncated = self.truncation(decoder, last_pts)
-                    pending += selector.finish()
-                    if pending:
-                        append(writer, pending)
-                finally:
-                    decoder.close()
-                    if on_end is not None:
-                        on_end(writer)
-        except BaseException:
-            if not exists:
-                _remove_if_empty(store, self.name)
+                    before_close()
+                except Exception as again:  # noqa: BLE001 - the first failure is the one raised
+                    log.warning("%s: %s", self.name, again)
+            session.abandon()
+            session.discard_if_empty()
             raise
-        if truncated is not None and not exists:
-            _remove_if_empty(store, self.name)
-        c = selector.counts
-        return CaptureSummary(self.name, str(store.location), c.seen, c.kept, c.empty,
-                              c.blurred, c.similar - c.replaced, c.replaced,
-                              decoder.stats.reconnects, time.monotonic() - started,
-                              truncated=truncated, interrupted=self.stop_event.is_set())
-
-    def _append(self, writer, kept: list[Candidate]) -> None:
-        writer.append(frame_records(kept, self.image_format, self.jpeg_quality))
-        writer.flush()
+        if truncated is not None:
+            session.discard_if_empty()
+        return truncated
 
 
-def _remove_if_empty(store: FaceStore, name: str) -> None:
-    """A failed capture leaves no empty stream behind (a stream that held data before stays)."""
-    try:
-        if store.remove_empty_stream(name):
-            log.info("%s: removed the stream, which holds nothing", name)
-    except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
-        log.warning("%s: could not remove the empty stream: %s", name, exc)
+def append_frames(writer, kept: list[Candidate], image_format: str, quality: int) -> None:
+    """Commit job of capture alone: the kept frames, encoded, in one commit."""
+    writer.append(frame_records(kept, image_format, quality))
+    writer.flush()
 
 
-def _attach_log_file(folder: Path, name: str) -> None:
+def attach_log_file(folder: Path, name: str) -> None:
     """Log this stage's messages to ``<output_dir>/logs/<name>.log`` (once per file)."""
     folder.mkdir(parents=True, exist_ok=True)
     path = str((folder / f"{name}.log").resolve())

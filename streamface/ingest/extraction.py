@@ -39,7 +39,7 @@ from streamface.ingest.photos import (FALLBACK_ATTR, IDENTITY_ATTR, PHOTO_ATTR, 
 from streamface.store import FaceRecords, FaceStore, FrameRecords, NO_MATCH, StoreError
 from streamface.store.export import export_seed_layout
 from streamface.store.names import parse_capture_time, validate_stream_name
-from streamface.ingest.capture import store_path
+from streamface.store.names import store_path
 
 __all__ = ["ExtractionSummary", "FaceExtraction", "FaceExtractor", "restore_previous", "similarity_image"]
 

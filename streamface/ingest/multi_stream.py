@@ -41,18 +41,15 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import NamedTuple
 
 import numpy as np
 
+from streamface.identify.online_index import check_index_parameters
 from streamface.ingest.batch_commit import BatchCommit
-from streamface.ingest.commit_queue import CommitQueue
-from streamface.engine.sources import SourceError
-from streamface.ingest.analysis import first_unanalysed
-from streamface.ingest.extraction import ExtractionSummary, restore_previous
+from streamface.ingest.extraction import ExtractionSummary
 from streamface.ingest.keyframes import Candidate
-from streamface.identify.online_index import OnlineIndex, check_index_parameters
-from streamface.ingest.capture import SourceRecord, settle_source, source_record
+from streamface.ingest.loop import FrameTiming, select_keyframes
+from streamface.ingest.session import SourceRecord, StreamSession, StreamStart, catch_up, source_record
 
 __all__ = ["FrameTiming", "Ingest", "IngestSummary", "StreamCounters", "StreamStart"]
 
@@ -170,32 +167,6 @@ class IngestSummary:
         return [s.line() for s in self.streams] + [total]
 
 
-class StreamStart(NamedTuple):
-    """Where a decoder elsewhere starts a stream it opened with :meth:`Ingest.open_stream`."""
-
-    #: Continue after this capture time (µs): the last frame stored or accepted; None: from the start.
-    after_time_us: int | None
-    #: The capture time its file's pts 0 gets (what the stream recorded for the file's
-    #: content); None: the decoder keeps its own (a live source, or no file given).
-    start_time_us: int | None = None
-
-
-@dataclass
-class FrameTiming:
-    """What the store needs of a decoded frame (the av.VideoFrame itself is let go).
-
-    The item of a kept frame's :class:`~streamface.ingest.keyframes.Candidate`, here and in
-    ``ingest --ray``'s decoder actors. ``decoded_at`` is a ``time.monotonic()`` of the
-    process that batches the frame (a decoder elsewhere sends its wall clock, converted
-    on arrival), for the latency counters.
-    """
-
-    time_us: int
-    pts: float
-    index: int
-    decoded_at: float
-
-
 @dataclass
 class _Kept:
     work: _StreamWork
@@ -217,9 +188,7 @@ class _StreamWork:
         self.stop_event = threading.Event()
         self.slots = threading.Semaphore(in_flight)
         self.extractor = None
-        self.online = None  # the stream's OnlineIndex with an index threshold
-        self.location: str | None = None
-        self.commits: CommitQueue | None = None
+        self.session: StreamSession | None = None  # the stream's store side, once opened
         self.next_row = 0
         self.live = False
         self.commits_closed = False
@@ -233,8 +202,12 @@ class _StreamWork:
         # Capture time of the stream's file's pts 0, as the stream recorded it for its content.
         self.start_time_us: int | None = None
         self.ended = False
-        self.created = False  # this ingest created the stream's group
         self.lock = threading.Lock()
+
+    @property
+    def location(self) -> str | None:
+        """The store the stream writes now (None: not opened)."""
+        return self.session.location if self.session is not None else None
 
     def fail(self, exc: BaseException | str) -> None:
         if self.counters.error is None:
@@ -337,7 +310,7 @@ class Ingest:
         if twice:
             raise ValueError(f"captures: stream name {twice[0]!r} given twice")
         for capture in self.captures:
-            capture._validate()
+            capture.validate()
         if not isinstance(self.batch_frames, int) or self.batch_frames < 1:
             raise ValueError(f"batch_frames must be an int >= 1, got {self.batch_frames!r}")
         if not self.max_wait >= 0:
@@ -378,7 +351,7 @@ class Ingest:
         batches waiting for the store}`` (for monitoring)."""
         depth = {"inference": self._queue.qsize() if hasattr(self, "_queue") else 0}
         for work in self._works:
-            depth[f"commits/{work.capture.name}"] = work.commits.pending if work.commits else 0
+            depth[f"commits/{work.capture.name}"] = work.session.pending if work.session else 0
         return depth
 
     def call(self, on_progress=None, progress_interval: float = 0.5) -> IngestSummary:
@@ -473,9 +446,9 @@ class Ingest:
         """
         work = self._work(name)
         with work.lock:
-            if work.commits is None and work.counters.error is None and not work.ended:
+            if work.session is None and work.counters.error is None and not work.ended:
                 try:
-                    self._open_stream(work, live, source=source)
+                    self._open_stream(work, live, source)
                 except Exception as exc:
                     work.fail(exc)
                     raise
@@ -502,7 +475,7 @@ class Ingest:
         """
         work = self._work(name)
         time_us = candidate.item.time_us
-        if work.commits is None and not self._stream_over(work):
+        if work.session is None and not self._stream_over(work):
             raise RuntimeError(f"stream {name!r}: open_stream before offer")
         with work.lock:
             if self._stream_over(work):
@@ -556,38 +529,26 @@ class Ingest:
                 self._stores[location] = FaceStore.open(location, mode="a")
             return self._stores[location]
 
-    def _open_writer(self, work: _StreamWork):
-        from streamface.store import StoreError
-
-        work.location = self._location()
-        store = self._open_store(work.location)
-        name, ext = work.capture.name, work.extractor
-        with self._store_lock:  # stream groups are created one at a time
-            exists = name in store.streams
-            work.created = work.created or not exists
-            writer = store.writer(name, create=True,
-                                  aligned_size=None if exists else ext.aligned_size,
-                                  crop_size=None if exists else max(ext.face_size), flush_rows=0)
-        if writer.config.aligned_size != ext.aligned_size:
-            writer.close()
-            raise StoreError(f"stream {name!r} stores {writer.config.aligned_size}px aligned faces, "
-                             f"not {ext.aligned_size}")
-        return writer
+    def _new_session(self, work: _StreamWork) -> StreamSession:
+        ext = work.extractor
+        index = None if self.index_threshold is None else (self.index_threshold, self.index_metric)
+        return StreamSession(self._open_store(self._location()), work.capture.name,
+                             aligned_size=ext.aligned_size, crop_size=max(ext.face_size), extractor=ext,
+                             index=index, commit_jobs=self.commit_jobs, create_lock=self._store_lock)
 
     def _rotate(self, work: _StreamWork) -> None:
         """A period boundary passed: commit what the stream holds to its old store and
         go on in the new one (face rows and track matches start afresh there)."""
         self._commit_staged(work)
         try:
-            work.commits.close()
-            self._save_online_index(work)
-            writer = self._start_commits(work, self._open_writer(work))
+            work.session.close()  # its online index is saved beside the old store
+            work.session = self._new_session(work)
+            work.session.open()  # the track memory and the online index start afresh there
+            self._opened_session(work)
         except Exception as exc:  # noqa: BLE001 - a store error ends this stream only
             work.commits_failed = True
             work.fail(exc)
             return
-        work.extractor.previous = (restore_previous(writer, writer.num_frames)
-                                   if writer.num_frames and writer.has_images else [])
         log.info("%s: rotated to %s", work.capture.name, work.location)
 
     def _previous_period_span(self, name: str) -> tuple[int, int] | None:
@@ -608,49 +569,33 @@ class Ingest:
     def _catch_up(self) -> None:
         """Analyse stored faces left without embeddings (a run killed between a batch's
         commit and its analysis) before the streams continue."""
-        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
-
         if self._analyzer is None:
             return
-        try:
-            store = FaceStore.open(self._location(), mode="r+")
-        except NotAStoreError:
-            return
         for work in self._works:
-            try:
-                writer = store.writer(work.capture.name, flush_rows=0)
-            except StreamNotFoundError:
-                continue
-            with writer:
-                start, stop = first_unanalysed(writer, self._analyzer), writer.num_faces
-                step = max(1, getattr(self.analysis, "batch_size", 128))
-                for lo in range(start, stop, step):
-                    self._analyzer.analyze(writer, lo, min(stop, lo + step))
+            catch_up(self._location(), work.capture.name, self._analyzer,
+                     getattr(self.analysis, "batch_size", 128))
 
     # ---- decoder threads ------------------------------------------------------------------------
 
     def _decode(self, work: _StreamWork) -> None:
         c, counters = work.capture, work.counters
         decoder = selector = None
+
+        def on_frame(stats, counts, pts):
+            counters.frames, counters.reconnects = stats.yielded, stats.reconnects
+            self._count_selection(counters, counts)
+
+        def emit(kept):
+            for candidate in kept:
+                self._send(work, candidate)
+
         try:
             # The source is opened first, so a bad source leaves no stream group behind.
             decoder = c.open_decoder(max_reconnects=work.max_reconnects, stop_event=work.stop_event)
-            decoder.after_time_us = self._open_stream(work, decoder.live, decoder)
+            c.start_decoder(decoder, self._open_stream(work, decoder.live, source_record(decoder)))
             selector = c.make_selector()
-            last_pts = None
-            try:
-                for frame in decoder:
-                    last_pts = frame.pts
-                    timed = FrameTiming(frame.time_us, frame.pts, frame.index, time.monotonic())
-                    for kept in selector.offer(timed, frame.rgb()):
-                        self._send(work, kept)
-                    counters.frames = decoder.stats.yielded
-                    counters.reconnects = decoder.stats.reconnects
-                    self._count_selection(counters, selector.counts)
-            except SourceError as exc:  # a file cut short: what decoded is kept
-                truncated = c.truncation(decoder, last_pts, exc)
-            else:
-                truncated = None if work.stop_event.is_set() else c.truncation(decoder, last_pts)
+            truncated = select_keyframes(decoder, selector, emit=emit, truncation=c.truncation,
+                                         stop_event=work.stop_event, on_frame=on_frame, name=c.name)
             if truncated is not None:
                 counters.truncated = truncated.text()
         except Exception as exc:  # noqa: BLE001 - one stream's failure must not stop the others
@@ -660,9 +605,7 @@ class Ingest:
                 decoder.close()
                 counters.frames = decoder.stats.yielded
                 counters.reconnects = decoder.stats.reconnects
-            if selector is not None and self._fatal is None:
-                for kept in selector.finish():  # the frame held back for a sharper twin
-                    self._send(work, kept)
+            if selector is not None:
                 self._count_selection(counters, selector.counts)
             self._end(work)
 
@@ -671,50 +614,26 @@ class Ingest:
         counters.empty, counters.blurred = counts.empty, counts.blurred
         counters.similar = max(0, counts.similar - counts.replaced)
 
-    def _open_stream(self, work: _StreamWork, live: bool, decoder=None,
-                     source: SourceRecord | None = None) -> int | None:
-        """Open the stream's group; the capture time its frames must come after (None: any).
-
-        A file gets the capture times recorded for its content: ``decoder`` is the stream's
-        :class:`~streamface.engine.decode.VideoDecoder` when it runs here, ``source`` the
-        file's record when it runs elsewhere.
-        """
+    def _open_stream(self, work: _StreamWork, live: bool, source: SourceRecord | None = None) -> StreamStart:
+        """Open the stream's session: where its decoder continues (see
+        :class:`~streamface.ingest.session.StreamSession`); ``source`` is the local file it
+        reads, so that the same content gets the capture times it had when first stored."""
         work.live = live
-        writer = self._open_writer(work)
+        session = self._new_session(work)
         try:
-            work.start_time_us = settle_source(writer, source_record(decoder) if decoder is not None else source)
+            start = session.open(source, earlier_span=lambda: self._previous_period_span(work.capture.name))
         except BaseException:
-            writer.close()
+            session.discard_if_empty()  # a group created for nothing
             raise
-        if decoder is not None and work.start_time_us is not None:
-            decoder.start_time_us = work.start_time_us
-        writer = self._start_commits(work, writer)
-        span = writer.capture_time_span() or self._previous_period_span(work.capture.name)
-        if writer.num_frames and writer.has_images:
-            work.extractor.previous = restore_previous(writer, writer.num_frames)
-        work.last_time_us = span[1] if span else None
-        return work.last_time_us
+        work.session = session
+        self._opened_session(work)
+        work.last_time_us, work.start_time_us = start
+        return start
 
-    def _start_commits(self, work: _StreamWork, writer):
-        """Hand ``writer`` to a new commit queue of the stream; resume its online index."""
-        # From here the queue owns the writer (and closes it when the stream ends); it
-        # has no job yet, so reading the writer here does not race with it.
-        work.commits = CommitQueue(writer, max_jobs=self.commit_jobs,
-                                   name=f"ingest-commits-{work.capture.name}")
-        work.next_row = writer.num_faces
-        work.counters.stored = (work.location, writer.num_frames, writer.num_faces)
-        if self.index_threshold is not None:
-            online = OnlineIndex(self.index_threshold, self.index_metric)
-            online.resume(work.location, work.capture.name)  # refuses labels it did not make
-            online.label_new_faces(writer)  # faces a killed run embedded but did not label
-            work.online = online  # only now: a refused index must never be saved over the stored one
-        return writer
-
-    def _save_online_index(self, work: _StreamWork) -> None:
-        """Save the stream's index beside the store it labelled (once)."""
-        online, work.online = work.online, None
-        if online is not None:
-            online.save(work.location, work.capture.name)
+    def _opened_session(self, work: _StreamWork) -> None:
+        frames, faces = work.session.stored
+        work.next_row = faces
+        work.counters.stored = (work.location, frames, faces)
 
     def _send(self, work: _StreamWork, kept: Candidate) -> None:
         """Hand a kept frame to the batcher, within the stream's ``in_flight`` slots."""
@@ -792,10 +711,10 @@ class Ingest:
         batches = []
         for members in groups.values():
             work = kept[members[0]].work
-            if self.rotation is not None and not work.commits_failed and work.commits is not None \
+            if self.rotation is not None and not work.commits_failed and work.session is not None \
                     and self._location() != work.location:
                 self._rotate(work)
-            if work.commits is None or work.commits_failed:
+            if work.session is None or work.commits_failed:
                 continue  # frames of a stream whose store failed are not processed
             frames = [images[i] for i in members]
             faces = work.extractor.process_detections(frames, [detections[i] for i in members],
@@ -816,7 +735,7 @@ class Ingest:
             attributes = (self._analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(frames)))
                           if emb is not None and len(faces) else {})
             self._stage(work, BatchCommit(self._analyzer, work.capture, candidates, faces, start,
-                                          emb, attributes, work.online, work.counters.committed))
+                                          emb, attributes, work.session.online, work.counters.committed))
         self._commit_due()
 
     def _report_batch(self, stage: str, size: int, seconds: float) -> None:
@@ -850,28 +769,19 @@ class Ingest:
         if job is None or work.commits_failed:
             return
         try:
-            work.commits.submit(job)
+            work.session.submit(job)
         except Exception as exc:  # noqa: BLE001 - a store error ends this stream only
             work.commits_failed = True
             work.fail(exc)
 
     def _close_stream(self, work: _StreamWork) -> None:
         work.commits_closed = True
-        if work.commits is not None:
+        if work.session is not None:
             try:
-                work.commits.close()
-                self._save_online_index(work)
+                work.session.close()  # the commits done, the online index saved
             except Exception as exc:  # noqa: BLE001
                 work.fail(exc)
-        c = work.counters
-        if work.created and work.location is not None and (c.error is not None or c.truncated is not None):
-            self._remove_if_empty(work)
-        c.seconds = time.monotonic() - self._started
-
-    def _remove_if_empty(self, work: _StreamWork) -> None:
-        """A stream this ingest created and that failed before storing anything is removed."""
-        try:
-            if self._open_store(work.location).remove_empty_stream(work.capture.name):
-                log.info("%s: removed the stream, which holds nothing", work.capture.name)
-        except Exception as exc:  # noqa: BLE001 - the failure being reported matters more
-            log.warning("%s: could not remove the empty stream: %s", work.capture.name, exc)
+            c = work.counters
+            if c.error is not None or c.truncated is not None:
+                work.session.discard_if_empty()
+        work.counters.seconds = time.monotonic() - self._started

@@ -47,10 +47,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from streamface.engine.sources import SourceError
-from streamface.ingest.multi_stream import FrameTiming, IngestSummary, StreamCounters, StreamStart
-from streamface.ingest.capture import SourceRecord, source_record
 from streamface.ingest.config import StreamSpec
+from streamface.ingest.loop import select_keyframes
+from streamface.ingest.multi_stream import IngestSummary, StreamCounters
+from streamface.ingest.session import SourceRecord, StreamStart, source_record
 
 __all__ = ["Placement", "RayIngest", "place_streams", "plan_placement"]
 
@@ -212,31 +212,29 @@ class _StreamDecoder:
 
         c, counters = self.capture, self.counters
         started = time.monotonic()
-        decoder = selector = None
+        decoder = None
+
+        def on_frame(stats, counts, pts):
+            counters.frames, counters.reconnects = stats.yielded, stats.reconnects
+
         try:
             try:
                 decoder = c.open_decoder(max_reconnects=self.max_reconnects, stop_event=self.stop_event)
                 # The source is opened first, so a bad source leaves no stream group behind.
                 # A file's content gets the capture times the stream recorded for it, as in
                 # ``ingest`` (the writer, which holds the record, is on the inference actor).
-                start = ray.get(self.inference.open_stream.remote(c.name, decoder.live, source_record(decoder)))
-                decoder.after_time_us = start.after_time_us
-                if start.start_time_us is not None:
-                    decoder.start_time_us = start.start_time_us
-                selector = c.make_selector()
-                last_pts = None
-                try:
-                    for frame in decoder:
-                        last_pts = frame.pts
-                        timed = FrameTiming(frame.time_us, frame.pts, frame.index, time.time())
-                        for kept in selector.offer(timed, frame.rgb()):
-                            self._send(kept, decoder.live)
-                        counters.frames = decoder.stats.yielded
-                        counters.reconnects = decoder.stats.reconnects
-                except SourceError as exc:  # a file cut short: what decoded is kept, as in ``ingest``
-                    truncated = c.truncation(decoder, last_pts, exc)
-                else:
-                    truncated = None if self.stop_event.is_set() else c.truncation(decoder, last_pts)
+                c.start_decoder(decoder, ray.get(self.inference.open_stream.remote(
+                    c.name, decoder.live, source_record(decoder))))
+                live = decoder.live
+
+                def emit(kept):
+                    for candidate in kept:
+                        if not self.ended:
+                            self._send(candidate, live)
+
+                truncated = select_keyframes(decoder, c.make_selector(), emit=emit, truncation=c.truncation,
+                                             stop_event=self.stop_event, on_frame=on_frame, clock=time.time,
+                                             name=c.name)
                 if truncated is not None:
                     counters.truncated = truncated.text()
             finally:
@@ -244,9 +242,6 @@ class _StreamDecoder:
                     decoder.close()
                     counters.frames = decoder.stats.yielded
                     counters.reconnects = decoder.stats.reconnects
-                if selector is not None and not self.ended:
-                    for kept in selector.finish():  # the frame held back for a sharper twin
-                        self._send(kept, decoder.live)
         except Exception as exc:  # noqa: BLE001 - reported in the stream's counters
             text = str(exc).strip() or type(exc).__name__
             counters.error = text.splitlines()[-1 if isinstance(exc, ray.exceptions.RayError) else 0]

@@ -23,12 +23,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from streamface.identify.online_index import check_index_parameters
+from streamface.ingest.analysis import AnalysisSummary, FaceAnalysis
 from streamface.ingest.batch_commit import BatchCommit
+from streamface.ingest.capture import CaptureSummary, StreamCapture
 from streamface.ingest.commit_queue import CommitQueue
-from streamface.ingest.analysis import AnalysisSummary, FaceAnalysis, first_unanalysed
 from streamface.ingest.extraction import ExtractionSummary, FaceExtraction
-from streamface.identify.online_index import OnlineIndex, check_index_parameters
-from streamface.ingest.capture import CaptureSummary, StreamCapture, store_path
+from streamface.ingest.session import StreamSession, catch_up, source_record
+from streamface.store import FaceStore
+from streamface.store.names import store_path
 
 __all__ = ["EXIT_TRUNCATED", "Pipeline", "PipelineSummary", "Signals", "exit_status", "stop_on_signals"]
 
@@ -100,30 +103,41 @@ class Pipeline:
         on_frame : callable, optional
             ``on_frame(decoder_stats, selection_counts, faces)`` after each decoded frame.
         """
+        capture = self.capture
+        capture.validate()
+        check_index_parameters(self.index_threshold, self.index_metric, self.analysis)
         loading = time.monotonic()
         extractor = self.extraction.make_extractor()
         analyzer = self.analysis.make_analyzer() if self.analysis is not None else None
         started = time.monotonic()
-        if self.capture.aligned_size != extractor.aligned_size:
-            self.capture.aligned_size = extractor.aligned_size
-        self.capture.crop_size = max(extractor.face_size)
-
-        online = None
-        check_index_parameters(self.index_threshold, self.index_metric, analyzer)
-        if self.index_threshold is not None:
-            online = OnlineIndex(self.index_threshold, self.index_metric)
-            online.resume(self.capture.store or store_path(self.capture.output_dir),
-                          self.capture.name)
+        location = capture.store or store_path(capture.output_dir)
         if analyzer is not None:
-            self._catch_up(analyzer, online)
+            catch_up(location, capture.name, analyzer, getattr(self.analysis, "batch_size", 128))
+        # The source is opened first, so a bad source leaves no store or stream behind.
+        try:
+            decoder = capture.open_decoder()
+        except BaseException as exc:
+            capture.log_failure(exc)
+            raise
+        try:
+            session = StreamSession(
+                FaceStore.open(location, mode="a"), capture.name, aligned_size=extractor.aligned_size,
+                crop_size=max(extractor.face_size), extractor=extractor,
+                index=None if self.index_threshold is None else (self.index_threshold, self.index_metric))
+            capture.start_decoder(decoder, session.open(source_record(decoder)))
+        except BaseException as exc:
+            capture.log_failure(exc)
+            decoder.close()
+            raise
 
         # Three threads in a line: decoding and keyframe selection run here; detection,
         # the face filters and crops, and the embeddings and attributes run on the
-        # inference queue's thread; JPEG encoding and the store writes run on the commit
-        # queue's thread, so a batch is written while the next one is inferred. Both
-        # queues keep decode order and hold at most COMMIT_QUEUE_JOBS batches.
-        stages: list[CommitQueue] = []
-        next_row = 0
+        # inference queue's thread; JPEG encoding and the store writes run on the
+        # session's commit thread, so a batch is written while the next one is inferred.
+        # Both queues keep decode order and hold at most COMMIT_QUEUE_JOBS batches.
+        inference = CommitQueue(None, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
+                                name=f"inference-{capture.name}")
+        next_row = session.stored[1]
 
         def infer(kept):
             nonlocal next_row
@@ -137,63 +151,20 @@ class Pipeline:
                 if len(faces):
                     attributes = analyzer.describe(faces.landmarks, faces.frame, dict(enumerate(images)))
             # Batches waiting behind a slow store merge into one commit (BatchCommit.merge).
-            stages[1].submit(BatchCommit(analyzer, self.capture, kept, faces, start, embeddings,
-                                         attributes, online))
+            session.submit(BatchCommit(analyzer, capture, kept, faces, start, embeddings, attributes,
+                                       session.online))
 
-        def on_keyframes(writer, kept):
-            nonlocal next_row
-            if not stages:
-                next_row = writer.num_faces
-                stages.append(CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
-                                          name=f"inference-{self.capture.name}"))
-                stages.append(CommitQueue(writer, max_jobs=COMMIT_QUEUE_JOBS, close_writer=False,
-                                          name=f"commits-{self.capture.name}"))
-            stages[0].submit(lambda _: infer(kept))
-
-        def on_end(writer):
-            try:
-                for stage in stages:
-                    stage.close()  # the inference queue first: its jobs feed the commits
-            finally:
-                for stage in stages[1:]:
-                    stage.close()
-
-        def progress(stats, counts):
+        def progress(stats, counts, pts):
             on_frame(stats, counts, extractor.summary.faces)
 
-        try:
-            capture = self.capture.call(on_keyframes=on_keyframes, on_frame=progress if on_frame else None,
-                                        on_end=on_end)
-        except Exception as exc:
-            # The stream's log file says why it stopped, not only the terminal.
-            log.error("%s: failed: %s", self.capture.name, (str(exc) or type(exc).__name__).splitlines()[0])
-            raise
-        if online is not None:
-            online.save(capture.store, self.capture.name)
+        selector = capture.make_selector()
+        truncated = capture.follow(decoder, selector, session, lambda kept: inference.submit(lambda _: infer(kept)),
+                                   progress if on_frame else None, before_close=inference.close)
+        summary = capture.summary(selector, decoder, session.location, time.monotonic() - started, truncated)
         extraction = extractor.summary
-        extraction.store = capture.store
-        analysis = analyzer.summary if analyzer is not None else AnalysisSummary(store=capture.store)
-        return PipelineSummary(capture, extraction, analysis, time.monotonic() - started,
-                               started - loading)
-
-    def _catch_up(self, analyzer, online) -> None:
-        """Analyse stored faces left without embeddings (a run killed between a batch's
-        commit and its analysis) before continuing the stream."""
-        from streamface.store import FaceStore, NotAStoreError, StreamNotFoundError
-
-        try:
-            store = FaceStore.open(self.capture.store or store_path(self.capture.output_dir),
-                                   mode="r+")
-            writer = store.writer(self.capture.name, flush_rows=0)
-        except (NotAStoreError, StreamNotFoundError):
-            return  # a new store or stream: nothing to catch up
-        with writer:
-            start, stop = first_unanalysed(writer, analyzer), writer.num_faces
-            step = max(1, getattr(self.analysis, "batch_size", 128))
-            for lo in range(start, stop, step):
-                analyzer.analyze(writer, lo, min(stop, lo + step))
-            if online is not None:
-                online.label_new_faces(writer)
+        extraction.store = summary.store
+        analysis = analyzer.summary if analyzer is not None else AnalysisSummary(store=summary.store)
+        return PipelineSummary(summary, extraction, analysis, time.monotonic() - started, started - loading)
 
 
 @dataclass

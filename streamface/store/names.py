@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -141,3 +142,12 @@ def parse_face_id(face_id: str) -> FaceId:
     if match is None:
         raise ValueError(f"not a face id of the form <stream>_frame_<YYYYmmddHHMMSSffffff>_face_<i>: {face_id!r}")
     return FaceId(match["stream"], parse_capture_time(match["time"]), int(match["face"]))
+
+
+#: The store a stage keeps its data in, inside its output folder.
+STORE_NAME = "streamface.zarr"
+
+
+def store_path(output_dir) -> Path:
+    """The store a stage keeps its data in: ``<output_dir>/streamface.zarr``."""
+    return Path(output_dir) / STORE_NAME
