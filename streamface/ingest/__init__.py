@@ -11,7 +11,9 @@
 ``session``        one stream's store side: writer, resume point, track memory, online index
 ``run``            ``streamface run``: one source, the three stages fused (:class:`Pipeline`)
 ``multi_stream``   ``streamface ingest``: many streams, one batcher, the models loaded once
+``counters``       what each stream of an ingest did (live counters, the summary)
 ``ray_streams``    ``streamface ingest --ray``: the streams as Ray actors
+``placement``      where ``--ray`` runs each stream (actors over nodes, streams over actors)
 ``config``         the streams of an ingest (TOML ``[[stream]]`` tables, ``NAME=URL``)
 ``options``        the command-line options of run and ingest as frozen dataclasses
 ``batch_commit``   one batch of a stream as one store commit
