@@ -21,6 +21,7 @@ written to ``output_dir``.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import re
@@ -121,6 +122,13 @@ class FaceExtractor:
         self.threads = threads
         self.previous: list[_Previous] = []
         self.summary = ExtractionSummary(store="")
+
+    def for_stream(self) -> FaceExtractor:
+        """A copy for another stream: the same detector and parameters, its own track
+        memory and counters (``ingest`` loads the detector once for all its streams)."""
+        twin = copy.copy(self)
+        twin.previous, twin.summary = [], ExtractionSummary(store="")
+        return twin
 
     def process(self, frames: list[np.ndarray], first_row: int,
                 similarity_images: list[np.ndarray] | None = None) -> FaceRecords:

@@ -35,7 +35,6 @@ and end with :meth:`Ingest.end_stream`; batching, inference and commits are the 
 
 from __future__ import annotations
 
-import copy
 import logging
 import queue
 import threading
@@ -47,7 +46,6 @@ import numpy as np
 from streamface.identify.online_index import check_index_parameters
 from streamface.ingest.batch_commit import BatchCommit
 from streamface.ingest.counters import IngestSummary, StreamCounters
-from streamface.ingest.extraction import ExtractionSummary
 from streamface.ingest.keyframes import Candidate
 from streamface.ingest.loop import FrameTiming, select_keyframes
 from streamface.ingest.session import SourceRecord, StreamSession, StreamStart, catch_up, source_record
@@ -302,8 +300,7 @@ class Ingest:
             works = [_StreamWork(c, self.max_reconnects_by_stream.get(c.name, self.max_reconnects),
                                  in_flight) for c in self.captures]
             for work in works:
-                work.extractor = copy.copy(template)
-                work.extractor.previous, work.extractor.summary = [], ExtractionSummary(store="")
+                work.extractor = template.for_stream()
                 if self._stopping.is_set():
                     work.stop_event.set()
             self._works = works
