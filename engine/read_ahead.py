@@ -21,6 +21,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from streamface.checks import check_int
+
 __all__ = ["ReadAhead"]
 
 _END = object()
@@ -54,8 +56,7 @@ class ReadAhead:
 
     def __init__(self, source: Iterable, prepare: Callable[[Any], Any] | None = None, *,
                  depth: int = 4, name: str = "read-ahead") -> None:
-        if not isinstance(depth, int) or depth < 1:
-            raise ValueError(f"depth must be an int >= 1, got {depth!r}")
+        check_int("depth", depth)
         self._source = source
         self._prepare = prepare
         self._items: queue.Queue = queue.Queue(maxsize=depth)

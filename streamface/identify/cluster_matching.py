@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamface.checks import check_int
 from streamface.identify.annotations import read_annotations, write_json
 from streamface.identify.clustering.cluster_distances import MODES, cluster_pair_distances
 from streamface.identify.clustering.thresholds import resolve_threshold, threshold_warning
@@ -147,8 +148,7 @@ class ClusterMatching:
             raise ValueError(f"mode: expected one of {MODES}, got {self.mode!r}")
         if self.metric not in METRICS:
             raise ValueError(f"metric: expected one of {METRICS}, got {self.metric!r}")
-        if isinstance(self.topk, bool) or not isinstance(self.topk, (int, np.integer)) or self.topk < 1:
-            raise ValueError(f"topk: expected an integer >= 1, got {self.topk!r}")
+        check_int("topk", self.topk)
         if not Path(self.annotations_path).is_file():
             raise FileNotFoundError(f"annotations_path: no such file {str(self.annotations_path)!r}")
 

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamface.checks import check_int
 from streamface.identify.annotations import Annotations, write_annotations
 from streamface.identify.clustering import (
     GRAPH_LINKAGES,
@@ -296,12 +297,8 @@ class FaceClustering:
             if self.linkage not in GRAPH_LINKAGES:
                 raise ValueError(f"linkage: method='knn' supports {GRAPH_LINKAGES}, got {self.linkage!r}")
         for name in ("matching_batchsize", "n_neighbors", "max_component"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
-        if isinstance(self.silhouette_samples, bool) or not isinstance(self.silhouette_samples, (int, np.integer)) \
-                or self.silhouette_samples < 0:
-            raise ValueError(f"silhouette_samples: expected an integer >= 0, got {self.silhouette_samples!r}")
+            check_int(name, getattr(self, name))
+        check_int("silhouette_samples", self.silhouette_samples, minimum=0)
         if self.matches_path is not None and not Path(self.matches_path).is_file():
             raise FileNotFoundError(f"matches_path: no such file {str(self.matches_path)!r}")
         if self.faces_dir is not None and not Path(self.faces_dir).is_dir():

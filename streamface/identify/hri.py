@@ -75,6 +75,7 @@ from pathlib import Path
 
 import numpy as np
 
+from streamface.checks import check_int
 from streamface.kernels import hri as hri_core
 
 __all__ = [
@@ -388,12 +389,11 @@ class HierarchicalRetrievalIndex:
         distances : numpy.ndarray of float64, shape (M, k)
             Distance to each end node's value; inf where the label is -1.
         """
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise HRIError(f"k must be a positive int, got {k!r}")
+        check_int("k", k, error=HRIError)
         if threads is None:
             threads = hri_core.default_threads()
-        elif isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 1:
-            raise HRIError(f"threads must be a positive int or None, got {threads!r}")
+        else:
+            check_int("threads", threads, error=HRIError)
         if beam is None:
             beam = self.beam
         elif isinstance(beam, bool) or not isinstance(beam, (int, np.integer)) \

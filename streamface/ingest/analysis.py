@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from streamface.checks import check_int
 from streamface.engine import POSE_NAMES, ModelError, head_pose, load_attribute_head, load_recognizer
 from streamface.ingest.extraction import decode_image
 from streamface.store import FaceStore, StoreError
@@ -217,8 +218,7 @@ class FaceAnalysis:
         if self.representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {[k for k in REPRESENTATIONS if k]} "
                              f"or None, got {self.representation!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        check_int("batch_size", self.batch_size)
         names = self._head_names()
         try:
             recognizer = load_recognizer(REPRESENTATIONS[self.representation], device=self.device,

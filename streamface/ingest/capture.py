@@ -32,6 +32,7 @@ try:
 except ImportError:  # installed without its dependencies: Pillow encodes
     simplejpeg = None
 
+from streamface.checks import check_int
 from streamface.engine.decode import VideoDecoder
 from streamface.engine.sources import SourceError
 from streamface.ingest.file_source import declared_duration, video_data_end
@@ -226,8 +227,7 @@ class StreamCapture:
     def validate(self) -> None:
         """Check the parameters (raises ValueError naming the first bad one)."""
         validate_stream_name(self.name)
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        check_int("batch_size", self.batch_size)
         for key in ("empty_threshold", "similarity_threshold"):
             value = getattr(self, key)
             if not 0 <= value <= 1:

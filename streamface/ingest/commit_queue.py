@@ -25,6 +25,8 @@ import queue
 import threading
 from typing import Callable
 
+from streamface.checks import check_int
+
 __all__ = ["CommitQueue"]
 
 _CLOSE = object()
@@ -47,8 +49,7 @@ class CommitQueue:
 
     def __init__(self, writer, *, max_jobs: int = 4, name: str = "commits",
                  close_writer: bool = True) -> None:
-        if not isinstance(max_jobs, int) or max_jobs < 1:
-            raise ValueError(f"max_jobs must be an int >= 1, got {max_jobs!r}")
+        check_int("max_jobs", max_jobs)
         self.writer = writer
         self.close_writer = close_writer
         self.error: BaseException | None = None

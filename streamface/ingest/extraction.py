@@ -33,6 +33,7 @@ import numpy as np
 from PIL import Image
 
 from streamface import kernels
+from streamface.checks import check_int
 from streamface.engine import box_iou, load_detector
 from streamface.kernels.quality import SIMILARITY_SIZE
 from streamface.ingest.photos import (FALLBACK_ATTR, IDENTITY_ATTR, PHOTO_ATTR, PhotoError, photo_face, photo_files,
@@ -362,8 +363,7 @@ class FaceExtraction:
         if self.detection not in DETECTOR_NAMES:
             raise ValueError(f"detection must be one of {[k for k in DETECTOR_NAMES if k]} or None, "
                              f"got {self.detection!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
+        check_int("batch_size", self.batch_size)
         if self.conf_threshold is not None and not 0 <= self.conf_threshold <= 1:
             raise ValueError(f"conf_threshold must lie in [0, 1] or be None, got {self.conf_threshold!r}")
         if len(self.match_thresholds) != 2:

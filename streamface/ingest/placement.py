@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from streamface.checks import check_int
 from streamface.ingest.config import StreamSpec
 
 __all__ = ["Placement", "place_streams", "plan_placement"]
@@ -64,8 +65,7 @@ def plan_placement(nodes: Sequence[tuple[str, float, float]], specs: Sequence[St
     list of Placement
         One per inference actor that has streams; streams dealt round-robin.
     """
-    if groups is not None and (isinstance(groups, bool) or not isinstance(groups, int) or groups < 1):
-        raise ValueError(f"groups: expected an integer >= 1 or None, got {groups!r}")
+    check_int("groups", groups, optional=True)
     if not inference_cpus >= 0 or not decoder_cpus >= 0:
         raise ValueError(f"inference_cpus, decoder_cpus: expected numbers >= 0, got "
                          f"{inference_cpus!r}, {decoder_cpus!r}")

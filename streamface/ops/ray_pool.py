@@ -18,6 +18,8 @@ import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
+from streamface.checks import check_int
+
 __all__ = ["Executor", "LocalExecutor", "RayPool", "RayUnavailableError"]
 
 
@@ -97,8 +99,7 @@ class RayPool:
 
     def __init__(self, address: str | None = None, *, num_cpus: int | None = None,
                  task_cpus: float = 1.0) -> None:
-        if num_cpus is not None and (isinstance(num_cpus, bool) or num_cpus < 1):
-            raise ValueError(f"num_cpus: expected an integer >= 1 or None, got {num_cpus!r}")
+        check_int("num_cpus", num_cpus, optional=True)
         if not task_cpus > 0:
             raise ValueError(f"task_cpus: expected a number > 0, got {task_cpus!r}")
         self.address = address

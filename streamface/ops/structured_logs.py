@@ -37,6 +37,8 @@ from typing import Any
 
 import click
 
+from streamface.checks import check_int
+
 __all__ = ["JsonLineFormatter", "LogConfig", "close_logging", "configure_logging", "log_event", "log_options"]
 
 ROOT_LOGGER = "streamface"
@@ -74,10 +76,8 @@ class LogConfig:
     def validate(self) -> LogConfig:
         if self.rotate not in ROTATIONS:
             raise ValueError(f"rotate must be one of {ROTATIONS}, got {self.rotate!r}")
-        if not isinstance(self.max_bytes, int) or self.max_bytes < 0:
-            raise ValueError(f"max_bytes must be an int >= 0, got {self.max_bytes!r}")
-        if not isinstance(self.backups, int) or self.backups < 0:
-            raise ValueError(f"backups must be an int >= 0, got {self.backups!r}")
+        check_int("max_bytes", self.max_bytes, minimum=0)
+        check_int("backups", self.backups, minimum=0)
         if not isinstance(logging.getLevelName(self.level.upper()), int):
             raise ValueError(f"level must be a logging level name (DEBUG, INFO...), got {self.level!r}")
         return self

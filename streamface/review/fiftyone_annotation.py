@@ -36,6 +36,7 @@ from pathlib import Path
 
 import click
 
+from streamface.checks import check_int
 from streamface.identify.annotations import read_annotations, write_annotations
 from streamface.review.face_images import face_images
 from streamface.review.decisions import (
@@ -162,8 +163,7 @@ class FiftyOneAnnotation:
             raise ValueError(f"decide: {self.decide!r}; choose from {', '.join(_DECIDE)}")
         if not isinstance(self.port, int) or not 1 <= self.port <= 65535:
             raise ValueError(f"port: {self.port!r} is not a TCP port (1-65535)")
-        if not isinstance(self.per_cluster, int) or self.per_cluster < 1:
-            raise ValueError(f"per_cluster: expected an int >= 1, got {self.per_cluster!r}")
+        check_int("per_cluster", self.per_cluster)
         if self.poll_interval <= 0:
             raise ValueError(f"poll_interval: expected > 0, got {self.poll_interval!r}")
         if self.wait_timeout is not None and self.wait_timeout <= 0:
