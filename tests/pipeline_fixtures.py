@@ -101,12 +101,10 @@ def extracted_copy(extracted, tmp_path):
     return dst
 
 
-def ingest_options(*args: str) -> dict:
-    """The options ``streamface ingest`` hands to ``ingest_for_specs`` (defaults, plus ``args``)."""
-    from streamface.cli import ingest as ingest_command
+def ingest_options(*args: str):
+    """The :class:`~streamface.ingest.options.IngestOptions` ``streamface ingest`` builds its streams
+    with (its defaults, plus the command-line ``args``)."""
+    from streamface.cli.stages import ingest as ingest_command
+    from streamface.ingest.options import IngestOptions
 
-    params = ingest_command.make_context("ingest", ["--store", "unused", *args]).params
-    command_only = ("config", "sources", "store", "max_wait", "max_reconnects", "rotate", "progress",
-                    "ray_address", "ray_groups")
-    return {k: v for k, v in params.items()
-            if k not in command_only and not k.startswith(("log_", "metrics_"))}
+    return IngestOptions.from_params(ingest_command.make_context("ingest", ["--store", "unused", *args]).params)

@@ -11,7 +11,7 @@ import pytest
 
 from hls_server import HLSServer, LiveHLS, cut_segments
 from pipeline_fixtures import ingest_options
-from streamface.cli import ingest_for_specs
+from streamface.ingest.options import build_ingest
 from streamface.ingest.config import StreamSpec
 from streamface.ingest.ray_streams import RayIngest
 from streamface.store import FaceStore
@@ -61,8 +61,7 @@ def live_ingest(pool, clip, tmp_path, groups, kill):  # noqa: F811
         server.start()  # serving, with the live clocks held at the first segment
     store = tmp_path / "live.zarr"
     specs = [StreamSpec(f"live{i}", server.url) for i, server in enumerate(servers)]
-    make = functools.partial(ingest_for_specs, store=str(store), o=ingest_options("--duration", "60"),
-                             max_wait=0.05, max_reconnects=None)
+    make = functools.partial(build_ingest, store=str(store), options=ingest_options("--duration", "60"))
     job = RayIngest(specs, make, pool=pool, groups=groups)
     result: dict = {}
     runner = threading.Thread(target=lambda: result.setdefault("summary", job.call(progress_interval=0.3)))

@@ -70,7 +70,7 @@ def cut_clip(clip: Path, folder: Path, parts: int) -> tuple[list[Path], int]:
 
 
 def ingest(sources: dict[str, Path], store: Path) -> None:
-    from streamface.cli import ingest_for_specs
+    from streamface.ingest.options import build_ingest
     from streamface.ingest.config import StreamSpec
 
     specs = [StreamSpec(name, str(path)) for name, path in sources.items()]
@@ -79,7 +79,7 @@ def ingest(sources: dict[str, Path], store: Path) -> None:
     # would store other frames than the whole clip and the named boxes would be found in other
     # frames; this compares the clustering, on the same frames. Clustering runs at its defaults.
     options = ingest_options("--sample-fps", "5", "--similarity-threshold", "1")
-    summary = ingest_for_specs(specs, str(store), options, 0.05, None).call()
+    summary = build_ingest(specs, str(store), options).call()
     assert not summary.failed
 
 

@@ -102,3 +102,40 @@ def test_every_module_of_the_package_has_its_place_in_the_layer_contract():
     packages = {f"streamface.{p.parent.name}" for p in (REPO / "streamface").glob("*/__init__.py")}
     missing = sorted((modules | packages | {"streamface.engine", "streamface.kernels"}) - named)
     assert missing == []
+
+
+#: The stream stages and runs a command gets from :mod:`streamface.ingest.options`, never builds
+#: itself: a command parses, calls and prints. (The later stages, FaceClustering and the
+#: evaluations, take their parameters as they are and are called directly: the seed's API.)
+STAGE_CLASSES = ("StreamCapture", "FaceExtraction", "FaceAnalysis", "Pipeline", "Ingest", "RayIngest")
+
+
+def stage_constructions(source: str) -> list[str]:
+    """``line: Class`` for each call of a stage class in ``source``, and for each attribute
+    assigned on an object that is not the module's own (``stage.input_dir = ...``)."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call):
+            name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+            if name in STAGE_CLASSES:
+                found.append(f"{node.lineno}: {name}")
+        elif isinstance(node, ast.Assign):
+            for target in node.targets:
+                if isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name) \
+                        and target.value.id not in ("self", "bar", "ctx"):  # a bar's display, click's ctx.obj
+                    found.append(f"{node.lineno}: {target.value.id}.{target.attr} =")
+    return sorted(found, key=lambda hit: int(hit.partition(":")[0]))
+
+
+def test_commands_build_no_stage_and_change_no_object_from_outside():
+    found = [f"{path.relative_to(REPO)}:{hit}" for path in sorted((REPO / "streamface" / "cli").glob("*.py"))
+             for hit in stage_constructions(path.read_text())]
+    assert found == []
+
+
+def test_the_command_rule_finds_a_stage_built_and_an_object_patched():
+    source = ("stage = FaceExtraction(None, None)\n"
+              "stage.input_dir = 'photos'\n"
+              "job = options.build_ingest(specs)\n"
+              "bar.total = 3\n")
+    assert stage_constructions(source) == ["1: FaceExtraction", "2: stage.input_dir ="]

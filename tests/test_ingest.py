@@ -398,14 +398,14 @@ class _SteppingClock:
 
 
 def test_rotation_splits_a_stream_over_two_stores_with_nothing_lost_or_twice(clip, model_home, tmp_path):  # noqa: F811
-    from streamface.cli import ingest_for_specs
+    from streamface.ingest.options import build_ingest
     from streamface.ingest.config import StreamSpec
     from streamface.store.rotation import StoreRotation, rotated_stores
 
     o = ingest_options("--batch-size", "2")
     specs = [StreamSpec("news", str(clip))]
-    plain = ingest_for_specs(specs, str(tmp_path / "plain.zarr"), o, 0.05, None).call()
-    job = ingest_for_specs(specs, str(tmp_path / "news.zarr"), o, 0.05, None)
+    plain = build_ingest(specs, str(tmp_path / "plain.zarr"), o).call()
+    job = build_ingest(specs, str(tmp_path / "news.zarr"), o)
     job.rotation = StoreRotation(tmp_path / "news.zarr", "hour", clock=_SteppingClock(calls=8))
     summary = job.call()
     assert not summary.failed and not plain.failed
@@ -428,13 +428,13 @@ def test_rotation_splits_a_stream_over_two_stores_with_nothing_lost_or_twice(cli
 
 
 def test_rotation_gives_each_store_its_own_online_index(clip, model_home, tmp_path):  # noqa: F811
-    from streamface.cli import ingest_for_specs
+    from streamface.ingest.options import build_ingest
     from streamface.identify.hri import HierarchicalRetrievalIndex, index_path_for_store
     from streamface.ingest.config import StreamSpec
     from streamface.store.rotation import StoreRotation, rotated_stores
 
     o = ingest_options("--batch-size", "2", "--index-threshold", "0.5")
-    job = ingest_for_specs([StreamSpec("news", str(clip))], str(tmp_path / "news.zarr"), o, 0.05, None)
+    job = build_ingest([StreamSpec("news", str(clip))], str(tmp_path / "news.zarr"), o)
     job.rotation = StoreRotation(tmp_path / "news.zarr", "hour", clock=_SteppingClock(calls=8))
     assert not job.call().failed
     stores = rotated_stores(tmp_path / "news.zarr")

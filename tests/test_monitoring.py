@@ -66,12 +66,12 @@ def test_metrics_are_scraped_while_monitoring(tmp_path):
 
 
 def test_ingest_reports_every_model_call(clip, model_home, tmp_path):  # noqa: F811
-    from streamface.cli import ingest_for_specs
+    from streamface.ingest.options import build_ingest
     from streamface.ingest.config import StreamSpec
 
     o = ingest_options("--max-frames", "12")
     calls = []
-    job = ingest_for_specs([StreamSpec("news", str(clip))], str(tmp_path / "s.zarr"), o, 0.05, None)
+    job = build_ingest([StreamSpec("news", str(clip))], str(tmp_path / "s.zarr"), o)
     job.on_batch = lambda stage, size, seconds: calls.append((stage, size, seconds))
     summary = job.call()
     (news,) = summary.streams

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from engine_fixtures import engine_home  # noqa: F401 (pytest fixture)
 from pipeline_fixtures import clip, cut_clip, ingest_options, model_home  # noqa: F401 (pytest fixtures)
-from streamface.cli import ingest_for_specs
+from streamface.ingest.options import build_ingest
 from streamface.cli import main as cli
 from streamface.engine.decode import VideoDecoder
 from streamface.ingest.multi_stream import FrameTiming, StreamCounters, StreamStart
@@ -54,9 +54,7 @@ def _kept_frames(clip, max_frames: int) -> list:  # noqa: F811
 
 
 def _outside_ingest(clip, store, name="news", **params):  # noqa: F811
-    job = ingest_for_specs([StreamSpec(name, str(clip))], store=str(store), o=ingest_options(),
-                           max_wait=0.05, max_reconnects=None)
-    job.decode = False
+    job = build_ingest([StreamSpec(name, str(clip))], store=str(store), options=ingest_options(), decode=False)
     for name, value in params.items():
         setattr(job, name, value)
     job.open()
@@ -209,8 +207,8 @@ def test_ingest_on_ray_resumes_a_touched_file_and_keeps_a_truncated_files_frames
 @pytest.mark.slow
 def test_a_stream_that_cannot_be_opened_fails_alone_on_ray(pool, clip, model_home, tmp_path):  # noqa: F811
     specs = [StreamSpec("news", str(clip)), StreamSpec("bad", "http://127.0.0.1:9/live.m3u8")]
-    make = functools.partial(ingest_for_specs, store=str(tmp_path / "s.zarr"),
-                             o=ingest_options("--max-frames", "12"), max_wait=0.05, max_reconnects=0)
+    make = functools.partial(build_ingest, store=str(tmp_path / "s.zarr"),
+                             options=ingest_options("--max-frames", "12", "--max-reconnects", "0"))
     summary = RayIngest(specs, make, pool=pool).call()
     assert [c.name for c in summary.failed] == ["bad"]
     assert "cannot open" in summary.failed[0].error
@@ -224,8 +222,7 @@ def test_stop_ends_every_stream_and_commits_what_was_sent(pool, clip, model_home
     # Sampling 4 frames a second, not keyframes only: an idle machine decodes the clip's
     # keyframes before the first commit, and then stop() would have nothing left to end.
     specs = [StreamSpec(n, str(clip), {"sample_fps": 4.0}) for n in ("a", "b")]
-    make = functools.partial(ingest_for_specs, store=str(tmp_path / "s.zarr"), o=ingest_options(),
-                             max_wait=0.05, max_reconnects=None)
+    make = functools.partial(build_ingest, store=str(tmp_path / "s.zarr"), options=ingest_options())
     job = RayIngest(specs, make, pool=pool)
     result: dict = {}
     runner = threading.Thread(target=lambda: result.setdefault("summary", job.call(progress_interval=0.2)),

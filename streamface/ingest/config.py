@@ -26,7 +26,7 @@ from pathlib import Path
 
 from streamface.store import StoreError, validate_stream_name
 
-__all__ = ["IngestConfigError", "StreamSpec", "parse_config", "parse_sources", "STREAM_OPTIONS"]
+__all__ = ["IngestConfigError", "StreamSpec", "parse_config", "parse_sources", "STREAM_OPTIONS", "stream_specs"]
 
 #: Per-stream options a config table may set: name -> (type check, what it must be).
 STREAM_OPTIONS = {
@@ -138,3 +138,13 @@ def check_unique(specs: list[StreamSpec], where: str) -> None:
         if spec.name in seen:
             raise IngestConfigError(f"{where}: stream name {spec.name!r} given twice")
         seen.add(spec.name)
+
+
+def stream_specs(config=None, sources=()) -> list[StreamSpec]:
+    """``streamface ingest``'s streams: the tables of the TOML file ``config`` (if given), then
+    the ``NAME=URL`` strings of ``sources``; one stream per name, at least one stream."""
+    specs = (parse_config(config) if config else []) + parse_sources(sources)
+    if not specs:
+        raise IngestConfigError("no stream to ingest: give --config FILE or --source NAME=URL")
+    check_unique(specs, "--config and --source")
+    return specs

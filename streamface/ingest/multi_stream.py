@@ -43,6 +43,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streamface.checks import check_int
 from streamface.identify.online_index import check_index_parameters
 from streamface.ingest.batch_commit import BatchCommit
 from streamface.ingest.counters import IngestSummary, StreamCounters
@@ -199,16 +200,13 @@ class Ingest:
             raise ValueError(f"captures: stream name {twice[0]!r} given twice")
         for capture in self.captures:
             capture.validate()
-        if not isinstance(self.batch_frames, int) or self.batch_frames < 1:
-            raise ValueError(f"batch_frames must be an int >= 1, got {self.batch_frames!r}")
+        check_int("batch_frames", self.batch_frames)
         if not self.max_wait >= 0:
             raise ValueError(f"max_wait must be >= 0 seconds, got {self.max_wait!r}")
-        if self.in_flight is not None and (not isinstance(self.in_flight, int) or self.in_flight < 1):
-            raise ValueError(f"in_flight must be an int >= 1 or None, got {self.in_flight!r}")
+        check_int("in_flight", self.in_flight, optional=True)
         if not self.commit_wait >= 0:
             raise ValueError(f"commit_wait must be >= 0 seconds, got {self.commit_wait!r}")
-        if not isinstance(self.commit_jobs, int) or self.commit_jobs < 1:
-            raise ValueError(f"commit_jobs must be an int >= 1, got {self.commit_jobs!r}")
+        check_int("commit_jobs", self.commit_jobs)
         check_index_parameters(self.index_threshold, self.index_metric, self.analysis)
 
     # ---- control --------------------------------------------------------------------------------
@@ -242,7 +240,7 @@ class Ingest:
             depth[f"commits/{work.capture.name}"] = work.session.pending if work.session else 0
         return depth
 
-    def call(self, on_progress=None, progress_interval: float = 0.5) -> IngestSummary:
+    def call(self, on_progress=None, progress_interval: float = 0.5, on_batch=None) -> IngestSummary:
         """Run every stream to its end (or bound, or failure, or :meth:`stop`).
 
         Parameters
@@ -250,11 +248,15 @@ class Ingest:
         on_progress : callable, optional
             ``on_progress(counters)`` with the list of :class:`StreamCounters`, every
             ``progress_interval`` seconds and once at the end (main thread).
+        on_batch : callable, optional
+            For this run, in place of the constructor's ``on_batch``.
 
         Returns
         -------
         IngestSummary
         """
+        if on_batch is not None:
+            self.on_batch = on_batch
         self.open()
         started, loading = self._started, self._loading
         worker = threading.Thread(target=self._infer, name="ingest-inference", daemon=True)

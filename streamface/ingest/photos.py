@@ -30,7 +30,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from streamface.engine import Detections
 from streamface.kernels import ARCFACE_TEMPLATE
 
-__all__ = ["FALLBACK_ATTR", "IDENTITY_ATTR", "PHOTO_ATTR", "PHOTO_SUFFIXES", "PhotoError", "PhotoFace",
+__all__ = ["FALLBACK_ATTR", "IDENTITY_ATTR", "PHOTO_ATTR", "PHOTO_SUFFIXES", "PhotoError", "PhotoFace", "photo_embedding",
            "pad_onto_canvas", "photo_face", "photo_files", "query_photo_face", "read_photo",
            "stored_photo_bytes", "whole_photo_face"]
 
@@ -303,3 +303,27 @@ def query_photo_face(detector, rgb: np.ndarray, *, crop: bool = False) -> PhotoF
     found = photo_face(detector, rgb, crops=True)
     best = int(np.argmax(found.detections.scores))
     return PhotoFace(found.detections.select(slice(best, best + 1)), found.padded, found.fallback)
+
+
+def photo_embedding(path, model: str, *, crop: bool = False) -> tuple[np.ndarray, bool]:
+    """The embedding of a query photo's one face (:func:`query_photo_face` with YuNet).
+
+    Parameters
+    ----------
+    path : path
+        The photo.
+    model : str
+        The embedding model (a stream's ``embedding_model``: queries are embedded as it was).
+    crop : bool, default False
+        The photo is a face crop: embed it whole.
+
+    Returns
+    -------
+    (ndarray of float32, shape (D,), bool)
+        The embedding, and whether the whole photo was taken as the face.
+    """
+    from streamface.engine import load_detector, load_recognizer
+
+    rgb = read_photo(path)
+    face = query_photo_face(load_detector(), rgb, crop=crop)
+    return load_recognizer(model).embed(rgb, face.detections.landmarks[:1])[0], face.fallback

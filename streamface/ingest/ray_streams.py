@@ -65,8 +65,7 @@ class _StreamInference:
         from streamface.ops.malloc_tuning import fix_mmap_threshold
 
         fix_mmap_threshold()  # see ``streamface ingest``: frames arrive here from the decoders
-        self.job = make_ingest(specs)
-        self.job.decode = False
+        self.job = make_ingest(specs, decode=False)
         # Models loaded and streams ready before any call: after a restart, the decoders'
         # retried offers may arrive before the retried ``run``.
         self.job.open()
@@ -270,7 +269,8 @@ class RayIngest:
     specs : list of StreamSpec
         The streams (names differ).
     make_ingest : callable
-        ``make_ingest(specs) -> Ingest`` for a group of streams; runs inside the
+        ``make_ingest(specs, decode=...) -> Ingest`` for a group of streams (e.g.
+        :func:`streamface.ingest.options.build_ingest` bound to the store and options); runs inside the
         actors, so it must be importable there (a module-level function or a
         ``functools.partial`` of one). Decoder actors take their stream's capture
         parameters from it; inference actors run it with ``decode=False``.
@@ -334,11 +334,13 @@ class RayIngest:
         for actor in [] if self._finished else self.decoders.values():
             actor.stop.remote()
 
-    def call(self, on_progress=None, progress_interval: float = 1.0) -> IngestSummary:
+    def call(self, on_progress=None, progress_interval: float = 1.0, on_batch=None) -> IngestSummary:
         """Run every stream to its end; the summaries of all streams, in the order given.
 
         A stream whose actor cannot be restarted (no node left that can hold it) is
-        reported as failed; the other streams go on.
+        reported as failed; the other streams go on. ``on_batch`` is accepted as
+        :meth:`Ingest.call` takes it and never called: the inference actors keep their model
+        calls to themselves.
         """
         import ray
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -376,7 +378,8 @@ class RayIngest:
         store = next((r.store for r in self._summaries), "")
         load = max((r.load_seconds for r in self._summaries), default=0.0)
         warnings = sorted({w for r in self._summaries for w in r.warnings})
-        return IngestSummary(self.counters, store, time.monotonic() - started, load, warnings)
+        return IngestSummary(self.counters, store, time.monotonic() - started, load, warnings,
+                             interrupted=self._stopping.is_set())
 
     def _run(self, on_progress, progress_interval: float, started: float) -> None:
         """Start every actor's run and follow them to their ends."""

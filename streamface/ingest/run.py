@@ -33,7 +33,8 @@ from streamface.ingest.session import StreamSession, catch_up, source_record
 from streamface.store import FaceStore
 from streamface.store.names import store_path
 
-__all__ = ["EXIT_TRUNCATED", "Pipeline", "PipelineSummary", "Signals", "exit_status", "stop_on_signals"]
+__all__ = ["EXIT_TRUNCATED", "Pipeline", "PipelineSummary", "Signals", "exit_status", "stop_on_signals",
+           "stream_outcome"]
 
 log = logging.getLogger(__name__)
 
@@ -191,6 +192,19 @@ def exit_status(signals: Signals, *, failed: bool = False, truncated: bool = Fal
     if failed:
         return 1
     return EXIT_TRUNCATED if truncated else 0
+
+
+def stream_outcome(signals: Signals, truncated, error: str | None = None) -> tuple[str, str]:
+    """A stream's ``(outcome, note)`` for its last status snapshot (streamface.ops.live_status):
+    interrupted by a signal, failed with ``error``, ``truncated`` (a file cut short: its
+    :class:`~streamface.engine.decode.Truncation` or a note), else finished."""
+    if signals.received is not None:
+        return "interrupted", f"interrupted by {signals.name}"
+    if error is not None:
+        return "failed", error
+    if truncated is not None:
+        return "truncated", truncated if isinstance(truncated, str) else truncated.text()
+    return "finished", ""
 
 
 @contextmanager

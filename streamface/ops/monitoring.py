@@ -109,6 +109,13 @@ class Monitoring:
         shared.batch_size(stage).observe(size)
         shared.model_latency(stage).observe(seconds)
 
+    def record_run(self, summary) -> None:
+        """A finished single-stream run (:class:`~streamface.ingest.run.PipelineSummary`): the
+        last snapshot holds what was stored, not the count at the last decoded frame."""
+        c = summary.capture
+        self.telemetry.stream(c.stream).update(c.decoded, c.kept, summary.extraction.faces, c.reconnects,
+                                             empty=c.empty, blurred=c.blurred, similar=c.similar)
+
     def record_frame(self, stream: str, stats, counts, faces: int) -> None:
         """The single-stream pipeline's running totals (``Pipeline.call(on_frame=...)``)."""
         self.telemetry.stream(stream).update(

@@ -31,7 +31,7 @@ from streamface.store.errors import (
     StreamNotFoundError,
 )
 from streamface.store.locking import LEASE_FILE, LOCK_FILE, FileLock, LeaseLock, WriterLock, fcntl
-from streamface.store.names import validate_stream_name
+from streamface.store.names import parse_face_id, validate_stream_name
 from streamface.store.schema import COMMIT_ATTR, STORE_VERSION, STREAM_ATTR, VERSION_ATTR, StreamConfig
 from streamface.store.stream import CommitState, Stream, StreamWriter
 
@@ -280,6 +280,28 @@ class FaceStore:
             There is no such stream.
         """
         return Stream(self._group(name, "r"), name, self.location)
+
+    def embedding(self, face_id: str):
+        """The stored embedding of face ``face_id`` (its stream is named in the id).
+
+        Returns
+        -------
+        ndarray of float32, shape (D,)
+
+        Raises
+        ------
+        ValueError
+            ``face_id`` is not a face id.
+        StreamNotFoundError, KeyError
+            No such stream, or no such face in it.
+        StoreError
+            The face is stored but not embedded yet (``streamface analyze`` embeds it).
+        """
+        stream = self.stream(parse_face_id(face_id).stream)
+        row = int(stream.rows_of([face_id])[0])
+        if row >= stream.num_embedded:
+            raise StoreError(f"face {face_id} has no embedding yet")
+        return stream.read_embeddings(row, row + 1)[0]
 
     def _require_writable(self, what: str) -> None:
         if self.read_only:

@@ -18,7 +18,7 @@ One module per job, each importing only the ones above it in this list:
   ``calibration.png`` (:func:`write_report`, :func:`plot_calibration`) and the values
   ``--write`` stores (:func:`user_entries`);
 - :mod:`~streamface.evaluate.calibration.run`: one ``streamface calibrate`` run
-  (:func:`run_calibration`, :class:`CalibrationRun`, :func:`parse_cuts`,
+  (:func:`calibrate`, :func:`run_calibration`, :class:`CalibrationRun`, :func:`parse_cuts`,
   :func:`detector_truths`).
 
 Each module's docstring states its rule. Every name stays importable from
@@ -72,7 +72,7 @@ from streamface.evaluate.calibration.detector import (
     store_frames,
 )
 from streamface.evaluate.calibration.report import plot_calibration, user_entries, write_report
-from streamface.evaluate.calibration.run import CalibrationRun, detector_truths, parse_cuts, run_calibration
+from streamface.evaluate.calibration.run import CalibrationRun, calibrate, detector_truths, parse_cuts, run_calibration
 
 __all__ = [
     # sets
@@ -89,5 +89,5 @@ __all__ = [
     # report
     "plot_calibration", "user_entries", "write_report",
     # run
-    "CalibrationRun", "detector_truths", "parse_cuts", "run_calibration",
+    "CalibrationRun", "calibrate", "detector_truths", "parse_cuts", "run_calibration",
 ]

@@ -9,7 +9,7 @@ The public data the shipped clustering values come from: ``identities/johns``,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +25,10 @@ from streamface.evaluate.calibration.detector import (
 )
 from streamface.evaluate.calibration.sets import identity_photos, is_frames_folder, is_seed_folder, load_labelled_set
 from streamface.evaluate.calibration.clustering import ClusteringCalibration, calibrate_clustering, cut_grid
+from streamface.evaluate.calibration.report import user_entries, write_report
 from streamface.identify.features import split_store_path
 
-__all__ = ["CalibrationRun", "detector_truths", "parse_cuts", "run_calibration"]
+__all__ = ["CalibrationRun", "calibrate", "detector_truths", "parse_cuts", "run_calibration"]
 
 
 def parse_cuts(text: str) -> np.ndarray:
@@ -46,6 +47,12 @@ class CalibrationRun:
     clustering: ClusteringCalibration | None
     detectors: list[DetectorCalibration]
     notes: list[str]
+    #: Files of the report (:func:`calibrate`): calibration.json, calibration.png.
+    written: list[Path] = field(default_factory=list)
+    #: The chosen values by model (:func:`~streamface.evaluate.calibration.report.user_entries`).
+    entries: dict = field(default_factory=dict)
+    #: The user's calibration file they were stored in (``write=True``), else None.
+    stored: Path | None = None
 
 
 def _check_models(model: str, detectors) -> None:
@@ -167,3 +174,19 @@ def run_calibration(sources, *, model: str | None = None, detectors=("yunet",), 
                 detector = load_detector(name, device=device, home=home)
                 results.append(calibrate_detector(detector, truths, target_recall=target_recall))
     return CalibrationRun(clustering, results, notes)
+
+
+def calibrate(sources, *, output, write: bool = False, home=None, **kwargs) -> CalibrationRun:
+    """``streamface calibrate``: :func:`run_calibration`, its report written to ``output`` and,
+    with ``write``, the chosen values stored as the user's defaults (``<home>/calibration.json``).
+
+    ``kwargs`` are :func:`run_calibration`'s (model, detectors, cuts, what, target_recall, ...).
+    """
+    from streamface.engine.weights.calibration_file import write_calibration  # lazy: see run_calibration
+
+    result = run_calibration(sources, home=home, **kwargs)
+    result.written = write_report(output, result.clustering, result.detectors)
+    result.entries = user_entries(result.clustering, result.detectors)
+    if write and result.entries:
+        result.stored = write_calibration(result.entries, home)
+    return result

@@ -1,0 +1,5 @@
+"""``python -m streamface.cli``: the ``streamface`` command."""
+
+from streamface.cli import main
+
+main()
