@@ -170,7 +170,8 @@ def _one_store(store: str | None, store_option: str | None) -> str:
 def index_build(store: str | None, store_option: str | None, stream: str | None, threshold: float,
                 metric: str) -> None:
     """Insert a stream's embeddings of STORE in face order, write the labels back, save the index."""
-    from streamface.identify.hri import build_stream_index, index_path_for_store
+    from streamface.identify.hri import index_path_for_store
+    from streamface.identify.stream_index import build_stream_index
     from streamface.store import FaceStore, StoreError
 
     location = _one_store(store, store_option)
@@ -199,7 +200,7 @@ def index_build(store: str | None, store_option: str | None, stream: str | None,
 @click.option("--faces", type=click.IntRange(min=0), default=5, help="Nearest faces listed.")
 def index_query(store, store_option, face_id, image, crop, stream, k, faces) -> None:
     """Print the nearest identities (label, distance) and faces in STORE of a face id or an image."""
-    from streamface.identify.hri import query_stream_index
+    from streamface.identify.stream_index import query_stream_index
     from streamface.ingest.photos import photo_embedding
     from streamface.store import FaceStore, StoreError, parse_face_id
 
