@@ -152,8 +152,11 @@ def _peak_gib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30
 
 
-def _collection_child(path: str, n: int, all_at_once: bool, queue, truth: bool = False) -> None:
+def _collection_child(path: str, n: int, all_at_once: bool, queue, truth: bool = False, workers: int = 1) -> None:
     from streamface.identify.identities import grow_identities
+    from streamface.ops.processes import ProcessExecutor
+
+    executor = ProcessExecutor(workers) if workers > 1 else None
 
     x = np.load(path)
     y = np.load(path + ".labels.npy")
@@ -164,16 +167,17 @@ def _collection_child(path: str, n: int, all_at_once: bool, queue, truth: bool =
         steps.append({"step": f"identities of {n} faces taken from the generator (not clustered)", "faces": n,
                       "identities": int(known.max()) + 1})
     else:
-        known = knn_hac(x[:n], THRESHOLD)
+        stats: dict = {}
+        known = knn_hac(x[:n], THRESHOLD, stats=stats, executor=executor)
         steps.append({"step": f"cluster {n} faces", "faces": n, "seconds": round(time.perf_counter() - start, 1),
                       "peak_gib": round(_peak_gib(), 2), "identities": int(known.max()) + 1,
-                      "bcubed_f": round(bcubed(y[:n], known)[2], 4)})
+                      "bcubed_f": round(bcubed(y[:n], known)[2], 4), "levels": stats.get("levels", [])})
     print(f"  {steps[-1]}", flush=True)
     del y  # read again for the scores: the day's step is timed with what a run would hold
     start = time.perf_counter()
     new = np.zeros(len(x), bool)
     new[n:] = True
-    day = knn_hac(x[n:], THRESHOLD)
+    day = knn_hac(x[n:], THRESHOLD, executor=executor)
     labels = np.concatenate([known, np.full(len(x) - n, -2)])
     growth = grow_identities(x, labels, new, day, THRESHOLD, next_id=int(known.max()) + 1)
     steps.append({"step": f"add a day of {len(x) - n} faces", "faces": int(len(x) - n),
@@ -186,7 +190,7 @@ def _collection_child(path: str, n: int, all_at_once: bool, queue, truth: bool =
     print(f"  {steps[-1]}", flush=True)
     if all_at_once:
         start = time.perf_counter()
-        whole = knn_hac(x, THRESHOLD)
+        whole = knn_hac(x, THRESHOLD, executor=executor)
         steps.append({"step": f"all {len(x)} faces at once", "faces": int(len(x)),
                       "seconds": round(time.perf_counter() - start, 1), "peak_gib": round(_peak_gib(), 2),
                       "identities": int(whole.max()) + 1, "bcubed_f": round(bcubed(y, whole)[2], 4)})
@@ -194,7 +198,8 @@ def _collection_child(path: str, n: int, all_at_once: bool, queue, truth: bool =
     queue.put(steps)
 
 
-def collection(n: int, identities: int, day: int, all_at_once: bool, timeout: float, truth: bool = False) -> dict:
+def collection(n: int, identities: int, day: int, all_at_once: bool, timeout: float, truth: bool = False,
+               workers: int = 1) -> dict:
     """One identity set over ``n`` faces, then a day of ``day`` more added (see the module docstring)."""
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
@@ -208,7 +213,7 @@ def collection(n: int, identities: int, day: int, all_at_once: bool, timeout: fl
         load = os.getloadavg()
         ctx = mp.get_context("spawn")
         queue = ctx.Queue()
-        proc = ctx.Process(target=_collection_child, args=(path, n, all_at_once, queue, truth))
+        proc = ctx.Process(target=_collection_child, args=(path, n, all_at_once, queue, truth, workers))
         proc.start()
         proc.join(timeout)
         if proc.is_alive():
@@ -217,7 +222,7 @@ def collection(n: int, identities: int, day: int, all_at_once: bool, timeout: fl
             return {"faces": n, "day": day, "error": f"timed out after {timeout:.0f} s"}
         if proc.exitcode != 0:
             return {"faces": n, "day": day, "error": f"exit code {proc.exitcode}"}
-        return {"faces": n, "identities": identities, "day": day, "threshold": THRESHOLD,
+        return {"faces": n, "identities": identities, "day": day, "threshold": THRESHOLD, "workers": workers,
                 "load_before": [round(v, 2) for v in load], "load_after": [round(v, 2) for v in os.getloadavg()],
                 "steps": queue.get()}
 
@@ -321,6 +326,8 @@ def main() -> None:
     parser.add_argument("--truth-identities", action="store_true",
                         help="take the collection's identities from the generator instead of clustering them "
                              "(times adding the day alone)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes running the collection's linkages (streamface.ops.processes)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
     args = parser.parse_args()
     result = {"benchmark": "clustering", "hardware": hardware(), "threshold": THRESHOLD, "batch_size": BATCH}
@@ -329,7 +336,7 @@ def main() -> None:
         result["scale"] = scale(sizes, args.methods.split(","), args.hac_limit, args.reference, args.timeout)
     if args.collection:
         result["collection"] = collection(args.collection, args.identities, args.day, args.all_at_once,
-                                          args.timeout, args.truth_identities)
+                                          args.timeout, args.truth_identities, args.workers)
     if args.matching:
         result["matching"] = matching(args.clusters, 10)
     if args.quality:
