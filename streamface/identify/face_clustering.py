@@ -70,6 +70,7 @@ from streamface.identify.identities import (
     stable_ids,
 )
 from streamface.identify.tracks import match_rows, read_matches_csv, store_match_rows
+from streamface.ops.processes import ProcessExecutor
 
 __all__ = ["ClusteringResult", "FaceClustering", "METHODS", "silhouette"]
 
@@ -237,7 +238,8 @@ class FaceClustering:
         default: the model recorded in the store (``.npz``/``.pkl`` record none).
     executor : streamface.ops.ray_pool.Executor, optional
         Runs the clustering's independent pieces (batches, components), e.g. a
-        :class:`~streamface.ops.ray_pool.RayPool`; the labels are the same as without.
+        :class:`~streamface.ops.ray_pool.RayPool`; the labels are the same whatever runs them.
+        Default: a :class:`~streamface.ops.processes.ProcessExecutor` on this machine's CPUs.
     incremental : bool, default True
         With an identity record in ``output_dir``: cluster only the faces it does
         not count and join them to the earlier identities or make new ones
@@ -389,14 +391,15 @@ class FaceClustering:
         # Two faces of one frame never share a cluster. Track matches still join clusters in
         # the merge below (mean distance < merging_threshold, as the seed), never across a frame.
         links = Links.of_faces(frame_keys(features.names)) if self.linkage in GRAPH_LINKAGES else None
+        executor = self.executor if self.executor is not None else ProcessExecutor()
         if self.method == "hac":
             labels = batched_hac(x, matching, metric=self.metric, linkage=self.linkage,
-                                 batch_size=int(self.matching_batchsize), executor=self.executor, links=links)
+                                 batch_size=int(self.matching_batchsize), executor=executor, links=links)
         else:
             labels = knn_hac(x, matching, metric=self.metric, linkage=self.linkage,
                              n_neighbors=int(self.n_neighbors),
                              max_component=int(min(self.max_component, self.matching_batchsize)),
-                             random_state=self.random_state, executor=self.executor, links=links)
+                             random_state=self.random_state, executor=executor, links=links)
         before = int(labels.max()) + 1
         seconds["cluster"] = time.perf_counter() - t0
 

@@ -8,14 +8,15 @@ clustering on every core: SciPy's linkage holds the GIL, so threads do not run t
 (measured on 2 cores: 1.13x with two threads, against ~2x with two processes).
 
 The pieces and their order are those of :class:`~streamface.ops.ray_pool.LocalExecutor`, so
-the results are the same; where ``fork`` is not available (Windows) or there is one piece or
-one worker, the pieces run here.
+the results are the same. Off Linux (no ``fork`` on Windows; on macOS forking a process that
+has used the system's BLAS is not safe) or with one piece or one worker, the pieces run here.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -62,7 +63,7 @@ class ProcessExecutor:
 
     def map(self, func: Callable[[Any, Any], Any], items: Iterable, shared: Any = None) -> list:
         items = list(items)
-        if self.workers < 2 or len(items) < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        if self.workers < 2 or len(items) < 2 or not sys.platform.startswith("linux"):
             return LocalExecutor().map(func, items, shared)
         context = multiprocessing.get_context("fork")
         with context.Pool(min(self.workers, len(items)), initializer=_install, initargs=(func, shared)) as pool:

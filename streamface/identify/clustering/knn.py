@@ -30,7 +30,7 @@ import numpy as np
 
 from streamface.identify.clustering.constraints import Links
 from streamface.identify.clustering.hac import canonical_labels, cluster_components, cluster_means, components
-from streamface.identify.clustering.neighbors import SEARCH_MARGIN, knn_search
+from streamface.identify.clustering.neighbors import IVF_DISTANCE_ERROR, SEARCH_MARGIN, knn_search
 
 __all__ = ["KNN_METRICS", "knn_hac"]
 
@@ -51,6 +51,8 @@ def _graph_labels(x: np.ndarray, threshold: float, *, metric: str, linkage: str,
                                  random_state=random_state)
     t1 = time.perf_counter()
     margin = SEARCH_MARGIN if metric in ("cosine", "correlation") else SEARCH_MARGIN * (1.0 + threshold)
+    if used == "ivf":
+        margin += IVF_DISTANCE_ERROR * (1.0 if metric in ("cosine", "correlation") else 1.0 + threshold)
     near = (dist <= threshold + margin) & (idx >= 0)
     rows = np.broadcast_to(np.arange(n)[:, None], idx.shape)[near]
     comp = components(n, rows, idx[near])
