@@ -23,6 +23,9 @@
 #      test_engine_tensorrt.py: the TensorRT ones skip, with the reason, where tensorrt is not
 #      installed) and benchmarks/bench_gpu.py, and writes $OUT/gpu_session.json (plus the raw
 #      files).
+#   4. Then, on the warm machine:                run(command="bash benchmarks/gpu_session.sh streams", ...)
+#      the streams-per-GPU ladder (benchmarks/streams_per_machine.py) into $OUT/streams_per_gpu.json;
+#      rehearsed here with DEVICE=cpu STREAMS_START=1 STREAMS_MAX=2 STREAMS_SECONDS=40.
 #
 # The GPU image already has torch, numpy, onnx, onnxruntime (CPU), pillow, pytest, cython,
 # setuptools, click, scipy, pyyaml and fsspec; nothing can be downloaded there, hence the
@@ -174,10 +177,27 @@ EOF
   [ "$files" -le 8 ] || echo "warning: $files files in $OUT, only 8 come back from a device run" >&2
 }
 
+streams() {
+  # Streams per GPU (issue #24), a second device call after `run` (it has its own 10 minutes):
+  # N live copies of the sample clip paced in real time, keyframe mode and 5 fps, the models on
+  # the GPU (benchmarks/streams_per_machine.py). N grows by 4 from STREAMS_START, then two
+  # bisections; each run lasts STREAMS_SECONDS. Needs the install `run` made (the machine warm).
+  OUT="${OUT:-/tmp/gpu_out}"; mkdir -p "$OUT"
+  PY="${PY:-python3}"; DEVICE="${DEVICE:-cuda:0}"
+  export STREAMFACE_SHARED="$PWD/$CARRY/shared" STREAMFACE_HOME="$PWD/$CARRY/home"
+  $PY benchmarks/streams_per_machine.py --modes ${STREAMS_MODES:-keyframe 5fps} \
+    --start "${STREAMS_START:-16}" --factor 4 --bisect "${STREAMS_BISECT:-2}" \
+    --max-streams "${STREAMS_MAX:-1024}" --seconds "${STREAMS_SECONDS:-45}" \
+    --clip "$STREAMFACE_SHARED/data/skynews/skynews_sample.mp4" \
+    --ingest-arg="--device=$DEVICE" --ingest-arg="--backend=${BACKEND:-auto}" \
+    --json "$OUT/streams_per_gpu.json" 2>&1 | tail -40 | tee "$OUT/streams_per_gpu.txt"
+}
+
 case "${1:-run}" in
   prepare) prepare ;;
   check) check ;;
   rehearse) rehearse ;;
   run) run ;;
-  *) echo "usage: $0 [prepare|check|rehearse|run]" >&2; exit 2 ;;
+  streams) streams ;;
+  *) echo "usage: $0 [prepare|check|rehearse|run|streams]" >&2; exit 2 ;;
 esac

@@ -194,18 +194,42 @@ class IngestProcess:
         self.proc = None
 
     def rss(self) -> tuple[int, int] | None:
-        """(pid, RSS bytes of the process and its children), or None when none runs."""
-        import psutil
+        """(pid, RSS bytes of the process and its children), or None when none runs (without
+        psutil: the process alone, from ``/proc``)."""
+        try:
+            import psutil
+        except ImportError:
+            psutil = None
 
         with self.lock:
             if self.proc is None or self.proc.poll() is not None:
                 return None
+            if psutil is None:
+                try:
+                    status = Path(f"/proc/{self.proc.pid}/status").read_text()
+                except OSError:
+                    return None
+                kb = re.search(r"^VmRSS:\s+(\d+) kB", status, re.M)
+                return (self.proc.pid, int(kb.group(1)) * 1024) if kb else None
             try:
                 p = psutil.Process(self.proc.pid)
                 return self.proc.pid, p.memory_info().rss + sum(
                     c.memory_info().rss for c in p.children(recursive=True))
             except psutil.Error:
                 return None
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU seconds of the running ingest process (all its threads) so far, from
+        ``/proc`` (Linux; the ingest starts no child processes without --ray). None: none runs."""
+        with self.lock:
+            if self.proc is None or self.proc.poll() is not None:
+                return None
+            try:
+                fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rpartition(")")[2].split()
+            except OSError:
+                return None
+            # After the command name: state is field 3, utime and stime fields 14 and 15.
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _signal_group(proc: subprocess.Popen, sig: int) -> None:
@@ -327,11 +351,15 @@ def run_soak(args, reference: Reference, workdir: Path) -> dict:
         threads.append(t)
 
     samples = []  # (seconds since start, pid, rss bytes)
+    cpu_samples = []  # (seconds since start, pid, CPU seconds of the ingest so far)
     end = started + args.minutes * 60
     while (now := time.time()) < end:
         got = ingest.rss()
         if got is not None:
             samples.append((round(now - started, 2), got[0], got[1]))
+            cpu = ingest.cpu_seconds()
+            if cpu is not None:
+                cpu_samples.append((round(now - started, 2), got[0], round(cpu, 2)))
         time.sleep(min(args.sample_every, max(0.0, end - time.time())))
     for t in threads:
         t.join(timeout=max(f.seconds for f in faults) + 60 if faults else 1)
@@ -340,7 +368,7 @@ def run_soak(args, reference: Reference, workdir: Path) -> dict:
     for s in streams:
         s.server.stop()
     return {"streams": streams, "store": store, "ingest": ingest, "started": started,
-            "stopped": stopped, "samples": samples, "segments": segments}
+            "stopped": stopped, "samples": samples, "cpu_samples": cpu_samples, "segments": segments}
 
 
 # ---- the analysis -------------------------------------------------------------------------------
