@@ -24,9 +24,9 @@ from streamface.identify.hri import (
     HierarchicalRetrievalIndex,
     HierarchicalRetrievalIndexMatching,
     HRIError,
-    build_stream_index,
     index_path_for_store,
 )
+from streamface.identify.stream_index import build_stream_index
 
 # ---- the reference ---------------------------------------------------------------------------
 

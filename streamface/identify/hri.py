@@ -89,8 +89,8 @@ __all__ = [
     "index_path_for_store",
 ]
 
-# The store's side of an index (build one from a stream, query it) lives in
-# streamface.identify.stream_index; its names stay importable from here (__getattr__ below).
+# The store's side of an index (build one from a stream, query it) is
+# streamface.identify.stream_index.
 
 #: Metric names accepted by ``metric=``, mapped to the core's codes.
 METRICS = {"cosine": 0, "euclidean": 1}
@@ -714,13 +714,3 @@ class HierarchicalRetrievalIndexMatching:
     def reset(self) -> None:
         """Forget every inserted feature; labels restart at 0."""
         self.index = HierarchicalRetrievalIndex(self.threshold, self.metric, **self._rule)
-
-
-def __getattr__(name: str):
-    # build_stream_index and query_stream_index moved to streamface.identify.stream_index, which
-    # imports this module: looked up there when first asked for, not imported at load.
-    if name in ("build_stream_index", "query_stream_index"):
-        from streamface.identify import stream_index
-
-        return getattr(stream_index, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
