@@ -22,6 +22,7 @@ from streamface.ingest.options import (
     FrameOptions,
     IngestOptions,
     StreamOptions,
+    build_capture,
     build_ingest,
     stream_name,
 )
@@ -74,20 +75,25 @@ def test_from_params_maps_the_command_line_into_the_nested_options():
     assert (options.max_reconnects, options.rotate, options.index_threshold) == (2, "day", 0.4)
 
 
-def test_options_are_frozen_and_checked_once_when_made():
+def test_options_are_frozen_and_what_no_stage_checks_is_checked_when_made():
     options = IngestOptions()
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.batch_frames = 4
     with pytest.raises(ValueError, match="max_frames must be an int >= 1"):
         FrameOptions(max_frames=0)
-    with pytest.raises(ValueError, match=r"similarity_threshold must lie in \[0, 1\]"):
-        FrameOptions(similarity_threshold=1.5)
+    with pytest.raises(ValueError, match="sample_fps must be > 0"):
+        FrameOptions(sample_fps=0)
+    with pytest.raises(ValueError, match="aligned_size must be an int >= 16"):
+        ExtractionOptions(aligned_size=8)
     with pytest.raises(ValueError, match="rotate must be one of"):
         IngestOptions(rotate="week")
-    with pytest.raises(ValueError, match="batch_frames must be an int >= 1"):
-        StreamOptions(batch_frames=0)
-    with pytest.raises(ValueError, match="index_threshold must be > 0"):
-        StreamOptions(index_threshold=-0.1)
+
+
+def test_a_threshold_the_stage_checks_is_refused_by_the_stage_it_builds(tmp_path):
+    """One check per parameter: the capture's own validation refuses the bad threshold."""
+    capture = build_capture("clip.mp4", str(tmp_path / "s.zarr"), None, FrameOptions(similarity_threshold=1.5), 8)
+    with pytest.raises(ValueError, match=r"similarity_threshold must lie in \[0, 1\]"):
+        capture.validate()
 
 
 def test_a_config_table_overrides_the_command_line_for_its_stream_only(tmp_path):

@@ -10,9 +10,9 @@ all build their stages here, so that a stream is set up the same way whatever st
 - :class:`StreamOptions` (``run``) and :class:`IngestOptions` (``ingest``): the three above and
   what a whole run adds (batching, online index, reconnects, rotation).
 
-Every option is checked once, when its dataclass is made (:func:`streamface.checks.check_int`
-for the whole numbers); the stages check their own parameters again only for callers of the
-seed API, who build them directly. :func:`build_ingest` is a module-level function of picklable
+Each option is checked once: where a stage checks a parameter (thresholds, batch sizes, the
+online index), the stage does, whoever builds it; the dataclasses check, when made, only what
+no stage looks at (the decoding bounds, the crop size, reconnects, rotation). :func:`build_ingest` is a module-level function of picklable
 arguments: Ray ships it, bound to the store and the options, to each inference actor.
 """
 
@@ -25,7 +25,6 @@ from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from streamface.checks import check_int
-from streamface.identify.online_index import check_index_parameters
 from streamface.ingest.config import StreamSpec
 
 __all__ = ["AnalysisOptions", "ExtractionOptions", "FrameOptions", "IngestOptions", "StreamOptions",
@@ -39,11 +38,6 @@ ROTATIONS = ("none", "day", "hour")
 def options_from(cls, params: Mapping):
     """An options dataclass ``cls`` made from the entries of ``params`` named like its fields (the others ignored)."""
     return cls(**{f.name: params[f.name] for f in fields(cls) if f.name in params})
-
-
-def _check_fraction(name: str, value: float) -> None:
-    if not 0 <= value <= 1:
-        raise ValueError(f"{name} must lie in [0, 1], got {value!r}")
 
 
 def _check_positive(name: str, value: float | None) -> None:
@@ -84,10 +78,6 @@ class FrameOptions:
         check_int("max_frames", self.max_frames, optional=True)
         _check_positive("duration", self.duration)
         _check_positive("sample_fps", self.sample_fps)
-        _check_fraction("empty_threshold", self.empty_threshold)
-        _check_fraction("similarity_threshold", self.similarity_threshold)
-        if not self.blur_threshold >= 0:
-            raise ValueError(f"blur_threshold must be >= 0, got {self.blur_threshold!r}")
 
 
 @dataclass(frozen=True)
@@ -119,8 +109,6 @@ class ExtractionOptions:
     backend: str = "auto"
 
     def __post_init__(self) -> None:
-        if self.conf_threshold is not None:
-            _check_fraction("conf_threshold", self.conf_threshold)
         check_int("aligned_size", self.aligned_size, minimum=16)
 
 
@@ -172,9 +160,6 @@ class StreamOptions:
     index_threshold: float | None = None
     index_metric: str = "cosine"
 
-    def __post_init__(self) -> None:
-        check_int("batch_frames", self.batch_frames)
-        check_index_parameters(self.index_threshold, self.index_metric, self.analysis)
 
     @classmethod
     def from_params(cls, params: Mapping):
@@ -209,9 +194,6 @@ class IngestOptions(StreamOptions):
     rotate: str = "none"
 
     def __post_init__(self) -> None:
-        super().__post_init__()
-        if not self.max_wait >= 0:
-            raise ValueError(f"max_wait must be >= 0 seconds, got {self.max_wait!r}")
         check_int("max_reconnects", self.max_reconnects, minimum=0, optional=True)
         if self.rotate not in ROTATIONS:
             raise ValueError(f"rotate must be one of {ROTATIONS}, got {self.rotate!r}")
