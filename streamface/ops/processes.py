@@ -4,8 +4,9 @@
 forked processes: the large shared input (the embeddings) is inherited from this process's
 memory, copy-on-write, instead of being pickled to each worker; only the pieces (row indices)
 and their results (labels) travel. It is what runs the per-component linkages of the ``knn``
-clustering on every core: SciPy's linkage holds the GIL, so threads do not run two at once
-(measured on 2 cores: 1.13x with two threads, against ~2x with two processes).
+clustering on every core: two threads ran four SciPy linkages only 1.13x faster than one
+on 2 cores (the linkage holds the GIL), while two workers took the level-1 linkages of 300k
+generated faces from 15.7 s to 12.2 s (benchmarks/bench_clustering.py --workers 2).
 
 The pieces and their order are those of :class:`~streamface.ops.ray_pool.LocalExecutor`, so
 the results are the same. Off Linux (no ``fork`` on Windows; on macOS forking a process that

@@ -223,9 +223,10 @@ def _merge_components(comp: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndar
 #: and the same graph edges (8 444 214), identities and BCubed F.
 IVF_TRAIN_ITERATIONS = 10
 
-#: Largest error of a distance from the inverted-list search, whose vectors are stored in half
-#: precision (unit vectors: the error of a dot product stays under ~5e-4; twice that here).
-#: Radius searches over its results add it to their margin.
+#: Margin for the error of a distance from the inverted-list search, whose vectors are stored in
+#: half precision (a relative error of 2**-11 per component). Radius searches over its results
+#: add it to their margin. Measured at 300k generated faces: 99.97% of the edges within 0.32 of
+#: the full-precision index are found, and the clustering's F is the same (0.9447).
 IVF_DISTANCE_ERROR = 1e-3
 
 
@@ -318,15 +319,19 @@ def _knn_faiss(xp, k, metric, kind, nprobe, random_state, block_rows):
         index.cp.niter = IVF_TRAIN_ITERATIONS
         index.train(train)
         index.nprobe = int(min(nlist, nprobe or 32))
-    index.add(xp)
-    dist = np.empty((n, k), np.float32)
-    idx = np.empty((n, k), np.int64)
-    # Queries go in the order of their nearest list: a block's queries then probe mostly the same
-    # lists, which stay in cache (the search is memory-bound). Each query's result is the same.
     if kind == "exact":
+        index.add(xp)
         order = np.arange(n)
     else:
-        order = np.argsort(index.quantizer.search(xp, 1)[1][:, 0], kind="stable")
+        # Each vector's nearest list, found once: it files the vector (as ``add`` would) and
+        # orders the queries, so that a block's queries probe mostly the same lists, which stay
+        # in cache (the search is memory-bound). Each query's result is the same in any order.
+        xp = np.ascontiguousarray(xp, np.float32)
+        nearest = np.ascontiguousarray(index.quantizer.search(xp, 1)[1][:, 0])
+        index.add_core(n, faiss.swig_ptr(xp), None, faiss.swig_ptr(nearest))
+        order = np.argsort(nearest, kind="stable")
+    dist = np.empty((n, k), np.float32)
+    idx = np.empty((n, k), np.int64)
     for s in range(0, n, block_rows):
         rows = order[s:s + block_rows]
         d, i = index.search(xp[rows], k + 1)
